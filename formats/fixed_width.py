@@ -1,0 +1,344 @@
+"""The generic engine for fixed-width files: positions are bytes in the declared encoding.
+
+Reading slices whole columns out of an (n, record_bytes) byte matrix, so the cost per record is a few numpy and
+Arrow operations shared by all records of a batch, never a Python loop per record. Text is decoded after
+slicing (a GBK character takes two bytes). A record that cannot be read goes to quarantine with its line,
+field, what was expected and what was found; a file whose structure, controls or encoding are wrong raises.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from formats.errors import EncodingError, FieldOverflow, StructureError
+from formats.flag import Flag
+from formats.layout import SPACE, Const, FileLayout, Record, SignedFen, Text
+from formats.result import Batch, ReadResult, Totals, check_controls, empty_quarantine, quarantine_table
+
+BATCH_RECORDS = 131_072
+
+
+def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:
+    """Read a whole file into Arrow. Record faults are quarantined; file faults raise `FileRejected`."""
+    batches, totals = [], Totals(layout)
+    for batch in iter_batches(path, layout):
+        totals.add(batch)
+        batches.append(batch)
+    return totals.finish(path.name, batches, flag)
+
+
+def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None = None) -> ReadResult:
+    """Stream a file of any size into a zstd Parquet file of its detail records, memory bounded by one batch.
+
+    The Parquet file appears (atomic rename) only when the whole file has been read and its controls hold.
+    The returned result holds the header, trailer, quarantine and counts, with an empty `records` table."""
+    tmp = out.with_name(f".{out.name}.tmp")
+    totals = Totals(layout)
+    kept = []
+    schema = pa.schema([("_line", pa.int64()), *[(f.name, f.type.arrow_type) for f in layout.detail.fields]])
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in iter_batches(path, layout):
+                totals.add(batch)
+                if batch.records.num_rows:
+                    writer.write_table(batch.records)
+                kept.append(Batch(batch.records.slice(0, 0), batch.quarantine, batch.others, batch.lines))
+        result = totals.finish(path.name, kept, flag)
+        os.replace(tmp, out)
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def iter_batches(path: Path, layout: FileLayout, batch_records: int = BATCH_RECORDS) -> Iterator[Batch]:
+    """Yield the file as batches of parsed records, each batch ending on a line end."""
+    line_len = layout.record_bytes + len(layout.line_end)
+    line_no = 0
+    with open(path, "rb") as f:
+        rest = b""
+        while True:
+            block = f.read(batch_records * line_len)
+            if not block:
+                break
+            data = rest + block
+            cut = data.rfind(layout.line_end)
+            if cut < 0:
+                rest = data
+                continue
+            cut += len(layout.line_end)
+            data, rest = data[:cut], data[cut:]
+            batch = _parse_chunk(data, layout, line_no, path.name)
+            line_no += batch.lines
+            yield batch
+        if rest:
+            yield _parse_chunk(rest, layout, line_no, path.name)
+
+
+def _parse_chunk(data: bytes, layout: FileLayout, first_line: int, file_name: str) -> Batch:
+    end = layout.line_end
+    width = layout.record_bytes
+    line_len = width + len(end)
+    n_full, tail = divmod(len(data), line_len)
+    fast = False
+    if tail in (0, width):
+        n = n_full + (1 if tail else 0)
+        padded = data + (end if tail else b"")
+        mat = np.frombuffer(padded, dtype=np.uint8).reshape(n, line_len)
+        fast = bool((mat[:, width:] == np.frombuffer(end, dtype=np.uint8)).all())
+    if fast:
+        lines_total = n
+        mat = mat[:, :width]
+        line_numbers = np.arange(first_line + 1, first_line + n + 1, dtype=np.int64)
+        bad_lines: list[tuple[int, bytes, str]] = []
+    else:
+        mat, line_numbers, bad_lines, lines_total = _split_lines(data, layout, first_line, file_name)
+
+    parts: dict[str, list[pa.Table]] = {}
+    quarantine = [quarantine_table(layout, [(ln, raw, "?", "record", f"a record of {width} bytes", why)
+                                            for ln, raw, why in bad_lines])] if bad_lines else []
+    if len(mat):
+        rec_of_row = _record_types(mat, layout)
+        for rec_index, rec in enumerate(layout.records):
+            rows = np.flatnonzero(rec_of_row == rec_index)
+            if not len(rows):
+                continue
+            table, q = _parse_record(mat[rows], line_numbers[rows], rec, layout, file_name)
+            parts.setdefault(rec.name, []).append(table)
+            if q is not None:
+                quarantine.append(q)
+        unknown = np.flatnonzero(rec_of_row < 0)
+        if len(unknown):
+            first = layout.records[0].fields[0]
+            quarantine.append(quarantine_table(layout, [
+                (int(line_numbers[i]), mat[i].tobytes(), "?", first.name,
+                 "a record type " + " or ".join(repr(r.match) for r in layout.records), mat[i, :first.width].tobytes())
+                for i in unknown]))
+    detail = layout.detail.name
+    records = pa.concat_tables(parts.pop(detail)) if detail in parts else _empty(layout)
+    q = pa.concat_tables(quarantine) if quarantine else empty_quarantine(layout)
+    return Batch(records, q, {k: pa.concat_tables(v) for k, v in parts.items()}, lines_total)
+
+
+def _split_lines(data: bytes, layout: FileLayout, first_line: int, file_name: str):
+    """The slow path: lines of differing lengths. Lines of the right length go on; the others are bad records."""
+    end = layout.line_end
+    lines = data.split(end)
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if end == b"\r\n" and len(lines) == 1 and b"\n" in lines[0]:
+        raise StructureError(file_name, "line ends are LF, the layout requires CRLF", line=first_line + 1)
+    good, numbers, bad = [], [], []
+    for i, line in enumerate(lines, start=first_line + 1):
+        if len(line) == layout.record_bytes:
+            good.append(line)
+            numbers.append(i)
+        elif line.strip(b" ") == b"":
+            continue  # an empty line is not a record (specs: "every non-empty line is a detail record")
+        else:
+            _refuse_other_encoding(line, layout, file_name, i)
+            bad.append((i, line, f"{len(line)} bytes"))
+    mat = np.frombuffer(b"".join(good), dtype=np.uint8).reshape(len(good), layout.record_bytes)
+    return mat, np.array(numbers, dtype=np.int64), bad, len(lines)
+
+
+def _refuse_other_encoding(line: bytes, layout: FileLayout, file_name: str, line_no: int) -> None:
+    """A line that has the right length once re-encoded was written in another encoding: reject the file."""
+    if line.isascii():
+        return
+    try:
+        text = line.decode("utf-8")
+        right = len(text.encode(layout.encoding)) == layout.record_bytes
+    except (UnicodeDecodeError, UnicodeEncodeError):
+        return
+    if right:
+        raise EncodingError(file_name, "the file is encoded in UTF-8", line=line_no, expected=layout.encoding,
+                            found="UTF-8")
+
+
+def _record_types(mat: np.ndarray, layout: FileLayout) -> np.ndarray:
+    """Index into layout.records for each row (-1 when no record type matches)."""
+    if len(layout.records) == 1 and layout.records[0].match is None:
+        return np.zeros(len(mat), dtype=np.int64)
+    out = np.full(len(mat), -1, dtype=np.int64)
+    for i, rec in enumerate(layout.records):
+        if rec.match is None:
+            out[out < 0] = i
+            continue
+        code = np.frombuffer(rec.match.encode("ascii"), dtype=np.uint8)
+        hit = (mat[:, : len(code)] == code).all(axis=1) & (out < 0)
+        out[hit] = i
+    return out
+
+
+def _parse_record(mat: np.ndarray, lines: np.ndarray, rec: Record, layout: FileLayout, file_name: str):
+    n = len(mat)
+    first_bad_field = np.full(n, -1, dtype=np.int64)
+
+    def mark(bad: np.ndarray, index: int) -> None:
+        first_bad_field[(first_bad_field < 0) & bad] = index
+
+    if layout.separator:
+        sep = np.frombuffer(layout.separator, dtype=np.uint8)
+        for i, f in enumerate(rec.fields[:-1]):
+            mark((mat[:, f.end: f.end + len(sep)] != sep).any(axis=1), len(rec.fields) + i)
+    columns = {"_line": pa.array(lines, type=pa.int64())}
+    for i, f in enumerate(rec.fields):
+        sub = mat[:, f.start - 1: f.end]
+        parsed = f.type.parse_matrix(sub) if f.type.numeric_wire else None
+        if parsed is None:
+            text, undecodable = _decode_text(sub, layout.encoding, file_name)
+            parsed = f.type.parse(text)
+            parsed_bad = parsed.bad | undecodable
+        else:
+            parsed_bad = parsed.bad
+        mark(parsed_bad, i)
+        columns[f.name] = parsed.values
+    table = pa.table(columns)
+    bad_rows = np.flatnonzero(first_bad_field >= 0)
+    if not len(bad_rows):
+        return table, None
+    q_rows = []
+    for r in bad_rows:
+        idx = int(first_bad_field[r])
+        if idx >= len(rec.fields):  # a separator byte
+            f = rec.fields[idx - len(rec.fields)]
+            q_rows.append((int(lines[r]), mat[r].tobytes(), rec.name, f"separator after {f.name}",
+                           repr(layout.separator.decode()), mat[r, f.end: f.end + len(layout.separator)].tobytes()))
+        else:
+            f = rec.fields[idx]
+            q_rows.append((int(lines[r]), mat[r].tobytes(), rec.name, f.name, f.type.expected,
+                           mat[r, f.start - 1: f.end].tobytes()))
+    good = np.ones(n, dtype=bool)
+    good[bad_rows] = False
+    q = quarantine_table(layout, q_rows, typed=table.take(pa.array(bad_rows)) if rec.kind == "detail" else None)
+    return table.filter(pa.array(good)), q
+
+
+def _decode_text(sub: np.ndarray, encoding: str, file_name: str) -> tuple[pa.Array, np.ndarray]:
+    """Bytes of one text field for every row -> right-trimmed strings, and rows that would not decode."""
+    n, w = sub.shape
+    nonspace = sub != SPACE
+    lengths = np.where(nonspace.any(axis=1), w - np.argmax(nonspace[:, ::-1], axis=1), 0)
+    undecodable = (sub < SPACE).any(axis=1) | (sub == 0x7F).any(axis=1)  # control bytes are never text
+    if not (sub >= 0x80).any():
+        keep = np.arange(w)[None, :] < lengths[:, None]
+        data = sub[keep]
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
+        return arr.cast(pa.string()), undecodable
+    clean = sub.copy()
+    clean[undecodable] = SPACE
+    joined = np.concatenate([clean, np.full((n, 1), 0x0A, dtype=np.uint8)], axis=1).tobytes()
+    try:
+        texts = joined.decode(encoding).split("\n")[:-1]
+    except UnicodeDecodeError:
+        texts = []
+        for i in range(n):  # only on the error path: find the rows that do not decode
+            try:
+                texts.append(clean[i].tobytes().decode(encoding))
+            except UnicodeDecodeError:
+                texts.append("")
+                undecodable[i] = True
+        if undecodable.all() and n > 1:
+            raise EncodingError(file_name, f"no record's text decodes as {encoding}", expected=encoding,
+                                found="undecodable bytes") from None
+    return pc.utf8_rtrim(pa.array(texts, type=pa.string()), " "), undecodable
+
+
+def _empty(layout: FileLayout) -> pa.Table:
+    return pa.schema([("_line", pa.int64()), *layout.arrow_schema()]).empty_table()
+
+
+# --- writing --------------------------------------------------------------------------------------------------
+
+
+def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None = None,
+          trailer: dict | None = None) -> int:
+    """Write a file in `layout`, atomically (tmp + rename). Returns the number of detail records.
+
+    A value too long for its field raises `FieldOverflow`; nothing is truncated."""
+    chunks = []
+    for rec in layout.records:
+        if rec.kind == "detail":
+            table = records
+        else:
+            values = header if rec.kind == "header" else trailer
+            if values is None:
+                continue
+            table = pa.table({f.name: pa.array([values[f.name]], type=f.type.arrow_type) for f in rec.fields})
+        if table.num_rows:
+            chunks.append(render_records(table, rec, layout))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(b"".join(chunks))
+    os.replace(tmp, path)
+    return records.num_rows
+
+
+def render_records(table: pa.Table, rec: Record, layout: FileLayout) -> bytes:
+    """Render every row of `table` as records of type `rec`, each followed by the line end."""
+    cols = [_render_field(table, f, rec, layout) for f in rec.fields]
+    lines = pc.binary_join_element_wise(*cols, layout.separator)
+    ends = pa.array(np.full(table.num_rows, 0, dtype=np.int64)).cast(pa.string()).cast(pa.binary())
+    body = pc.binary_join_element_wise(lines, pc.replace_substring(ends, "0", layout.line_end.decode("ascii")), b"")
+    return _concat(body)
+
+
+def _concat(arr: pa.Array) -> bytes:
+    arr = arr.cast(pa.large_binary())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    return arr.buffers()[2].to_pybytes()[offsets[0]: offsets[-1]]
+
+
+def _render_field(table: pa.Table, f, rec: Record, layout: FileLayout) -> pa.Array:
+    if f.name in table.column_names:
+        values = table.column(f.name).combine_chunks()
+    elif isinstance(f.type, Const):
+        values = pa.array([f.type.value] * table.num_rows, pa.string())
+    elif isinstance(f.type, Text) and f.type.blank:
+        values = pa.array([""] * table.num_rows, pa.string())
+    else:
+        raise FieldOverflow(rec.name, f.name, f.width, "<missing column>")
+    if values.null_count:
+        if isinstance(f.type, Text) and f.type.blank:
+            values = values.fill_null("")
+        else:
+            row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
+            raise FieldOverflow(rec.name, f.name, f.width, None, row)
+    if isinstance(f.type, SignedFen):
+        text = f.type.render_width(values, f.width)
+    else:
+        text = f.type.render(values) if values.type != pa.string() or not isinstance(f.type, Text) else values
+    encoded, lengths = _encode(text, layout.encoding)
+    too_long = np.flatnonzero(lengths > f.width)
+    if len(too_long):
+        r = int(too_long[0])
+        raise FieldOverflow(rec.name, f.name, f.width, text[r].as_py(), r)
+    pad = f.type.pad.decode("ascii")
+    if f.type.align == "right":
+        # Numbers: right aligned, zero padded. A negative number never reaches here (types refuse it).
+        return _pad(encoded, lengths, f.width, pad, left=True)
+    return _pad(encoded, lengths, f.width, pad, left=False)
+
+
+def _encode(text: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray]:
+    if pc.all(pc.string_is_ascii(text)).as_py() in (True, None):
+        binary = text.cast(pa.binary())
+    else:  # Chinese text: Python's codec, one value at a time (return files are thousands of rows, not millions)
+        binary = pa.array([s.encode(encoding) for s in text.to_pylist()], pa.binary())
+    return binary, pc.binary_length(binary).to_numpy(zero_copy_only=False)
+
+
+def _pad(binary: pa.Array, lengths: np.ndarray, width: int, pad: str, left: bool) -> pa.Array:
+    distinct = np.unique(lengths)
+    fill = pa.array([pad * (width - int(n)) for n in distinct], pa.binary())
+    pads = fill.take(pa.array(np.searchsorted(distinct, lengths)))
+    parts = (pads, binary) if left else (binary, pads)
+    return pc.binary_join_element_wise(*parts, b"")
