@@ -1,0 +1,942 @@
+"""File exchange with a counterparty: an SFTP account, or a local directory laid out like one.
+
+The layout (specs/README.md): files for the bank under ``/outbox/YYYYMMDD/``, files from the bank under
+``/inbox/YYYYMMDD/``; a data file ``NAME`` is complete only when its flag ``NAME.ok`` exists beside it; a
+counterparty may send ``NAME.gz`` with the flag ``NAME.gz.ok`` instead.
+
+    with open_source(SftpEndpoint.from_airflow_connection(conn)) as source:
+        source.wait_for("/outbox/20261121", ["ACOMN_20261121_*"], timeout=0)
+        fetched = source.fetch("/outbox/20261121", "ACOMN_20261121_01", work_dir)
+        source.deliver(reply_path, "/inbox/20261121")
+
+Guarantees:
+* A download is written to ``local_dir/.NAME.part`` and appears as ``local_dir/NAME`` (by ``os.replace``) only
+  once its size and MD5 equal the flag's; a gzip file is verified compressed, then decompressed with a size limit.
+* A delivery uploads ``NAME.tmp``, renames it to ``NAME``, then writes ``NAME.ok`` the same way; it is idempotent
+  from the server's state and never silently replaces a different file already delivered under the same name.
+* The server's host key is always checked against a pinned key (paramiko's `RejectPolicy`, never auto-accept).
+* Network faults are retried with exponential backoff on a new connection, a bounded number of times;
+  everything else fails at once. Errors are typed `Terminal` or `Transient` (connectors/errors.py).
+
+Plain Python: no Airflow import. Logs go to the ``duizhang.connectors`` logger and never contain a secret.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import fnmatch
+import gzip
+import hashlib
+import io
+import logging
+import os
+import posixpath
+import shutil
+import socket
+import stat
+import time
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import BinaryIO, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import paramiko
+
+from connectors.errors import (AuthenticationFailed, ConnectionLost, ConnectorConfigError, ConnectorError,
+                               DeliveryConflict, FileNotReady, FileTooLarge, HostKeyMismatch, RemoteFileError,
+                               ServerUnavailable, UnsafeRemotePath)
+from formats.errors import FileRejected, FlagMismatch
+from formats.flag import Flag, flag_for, parse_flag, verify_file
+
+log = logging.getLogger("duizhang.connectors")
+
+T = TypeVar("T")
+
+FLAG_SUFFIX = ".ok"
+GZIP_SUFFIX = ".gz"
+TMP_SUFFIX = ".tmp"
+MAX_FLAG_BYTES = 4096                 # a flag is one short line; anything longer is not a flag
+DEFAULT_MAX_FILE_BYTES = 16 << 30     # 20 million UnionPay records are about 6 GiB
+DEFAULT_MAX_UNPACKED_BYTES = 16 << 30
+COPY_CHUNK_BYTES = 1 << 20
+PREFETCH_REQUESTS = 64                # outstanding SFTP reads: bounds memory (64 x 32 KiB) while keeping the pipe full
+
+
+# --- Values -----------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    """A regular file in a remote (or local exchange) directory."""
+    name: str
+    size: int
+    """Bytes."""
+    mtime: int
+    """Last modification, seconds since the epoch (UTC), as the server reports it."""
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    """A verified local copy of a counterparty file.
+
+    For a gzip file, `name`, `local_path`, `size` and `md5` describe the decompressed file, while `flag`
+    (as received) describes the compressed one (its name, size and MD5) and the decompressed record count.
+    The record count is checked later by the format reader (`formats.flag.verify_count`).
+    """
+    name: str
+    local_path: Path
+    size: int
+    md5: str
+    flag: Flag
+    compressed: bool
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """The outcome of `Source.deliver`."""
+    name: str
+    remote_path: str
+    size: int
+    md5: str
+    status: Literal["delivered", "already_delivered", "forced"]
+    """``already_delivered``: the server already had this exact file and flag, nothing was sent;
+    ``forced``: a different file under the same name was replaced because an operator passed ``force=True``."""
+
+
+# --- Endpoint ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, repr=False)
+class SftpEndpoint:
+    """Where and how to log in to a counterparty's SFTP server. `repr` never shows a secret.
+
+    Raises `ConnectorConfigError` when host, user or every credential is missing.
+    """
+    host: str
+    port: int = 22
+    username: str = ""
+    private_key: str | None = None
+    """Private key text (OpenSSH or PEM). Secret."""
+    key_file: str | None = None
+    """Path of a private key file (used when `private_key` is not given)."""
+    password: str | None = None
+    """Secret; key authentication is preferred."""
+    key_passphrase: str | None = None
+    """Passphrase of an encrypted private key. Secret."""
+    host_key: str | None = None
+    """The server's public host key to pin, one OpenSSH line per key: ``ssh-ed25519 AAAA... [comment]``."""
+    known_hosts: str | None = None
+    """Path of a known_hosts file holding the server's key (an alternative to `host_key`). With neither, the
+    system's ``~/.ssh/known_hosts`` is used, and a server not in it is refused."""
+    connect_timeout: float = 15.0
+    """Seconds to connect, read the banner and authenticate."""
+    io_timeout: float = 60.0
+    """Seconds without an answer from the server before the connection is considered lost."""
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ConnectorConfigError("SFTP endpoint has no host")
+        if not 0 < int(self.port) < 65536:
+            raise ConnectorConfigError("SFTP port out of range", host=self.host, expected="1..65535",
+                                       found=self.port)
+        if not self.username:
+            raise ConnectorConfigError("SFTP endpoint has no user name", host=self.address)
+        if not (self.private_key or self.key_file or self.password):
+            raise ConnectorConfigError("SFTP endpoint has no credentials", host=self.address,
+                                       expected="private_key, key_file or password", found="none")
+
+    @property
+    def address(self) -> str:
+        """``host:port``, as used in messages."""
+        return f"{self.host}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name OpenSSH and paramiko file the host key under: ``host`` on port 22, else ``[host]:port``."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
+    def __repr__(self) -> str:
+        auth = "+".join(name for name in ("private_key", "key_file", "password") if getattr(self, name)) or "none"
+        pinned = "pinned" if self.host_key else ("known_hosts" if self.known_hosts else "system known_hosts")
+        return (f"SftpEndpoint(host={self.host!r}, port={self.port}, username={self.username!r}, auth={auth}, "
+                f"key_file={self.key_file!r}, host_key={pinned}, known_hosts={self.known_hosts!r})")
+
+    @classmethod
+    def from_url(cls, url: str, *, env: Mapping[str, str] | None = None,
+                 env_prefix: str = "DUIZHANG_SFTP_") -> SftpEndpoint:
+        """``sftp://user@host:port``, with the secrets and the pinned key from environment variables.
+
+        Reads ``{env_prefix}PRIVATE_KEY`` (key text), ``KEY_FILE``, ``PASSWORD``, ``KEY_PASSPHRASE``, ``HOST_KEY``
+        and ``KNOWN_HOSTS``. A password in the URL is accepted but discouraged. Raises `ConnectorConfigError`.
+        """
+        env = os.environ if env is None else env
+        parts = urlsplit(url)
+        if parts.scheme != "sftp":
+            raise ConnectorConfigError("not an sftp:// URL", expected="sftp://user@host:port", found=parts.scheme)
+        try:
+            port = parts.port or 22
+        except ValueError:
+            raise ConnectorConfigError("bad port in SFTP URL", host=parts.hostname) from None
+        if parts.path not in ("", "/"):
+            raise ConnectorConfigError("an SFTP URL names the server only; pass directories to list/fetch/deliver",
+                                       host=f"{parts.hostname}:{port}", expected="no path", found=parts.path)
+
+        def setting(name: str) -> str | None:
+            return env.get(env_prefix + name) or None
+
+        return cls(host=parts.hostname or "", port=port, username=unquote(parts.username or ""),
+                   password=unquote(parts.password) if parts.password else setting("PASSWORD"),
+                   private_key=setting("PRIVATE_KEY"), key_file=setting("KEY_FILE"),
+                   key_passphrase=setting("KEY_PASSPHRASE"), host_key=setting("HOST_KEY"),
+                   known_hosts=setting("KNOWN_HOSTS"))
+
+    @classmethod
+    def from_airflow_connection(cls, conn) -> SftpEndpoint:
+        """From an Airflow ``Connection`` (anything with ``.host .port .login .password .extra_dejson``).
+
+        Extras read: ``host_key``, ``known_hosts``, ``private_key``, ``key_file``, ``private_key_passphrase``,
+        ``conn_timeout``. Raises `ConnectorConfigError` if the connection disables host-key checking
+        (``no_host_key_check`` or ``allow_host_key_change``): duizhang never connects to an unverified server.
+        """
+        extra = dict(conn.extra_dejson or {})
+        for unsafe in ("no_host_key_check", "allow_host_key_change"):
+            if str(extra.get(unsafe, "false")).strip().lower() in ("true", "1", "yes"):
+                raise ConnectorConfigError(f"connection extra {unsafe!r} disables host-key checking; remove it "
+                                           "and pin the server's key in extra 'host_key'",
+                                           host=f"{conn.host}:{conn.port or 22}")
+        options = {}
+        if extra.get("conn_timeout"):
+            options["connect_timeout"] = float(extra["conn_timeout"])
+        return cls(host=conn.host or "", port=int(conn.port or 22), username=conn.login or "",
+                   password=conn.password or None, private_key=extra.get("private_key") or None,
+                   key_file=extra.get("key_file") or None,
+                   key_passphrase=extra.get("private_key_passphrase") or extra.get("passphrase") or None,
+                   host_key=extra.get("host_key") or None, known_hosts=extra.get("known_hosts") or None, **options)
+
+
+def parse_host_keys(text: str, *, host: str | None = None) -> list[paramiko.PKey]:
+    """Public keys from OpenSSH lines: ``type base64 [comment]``, a known_hosts line ``host type base64``, or
+    a bare ``base64`` blob (its type is read from the blob, as Airflow's ``host_key`` extra allows).
+
+    Raises `ConnectorConfigError` for a line that is not a public key.
+    """
+    keys = []
+    for line in text.splitlines():
+        tokens = line.split()
+        if not tokens or tokens[0].startswith("#"):
+            continue
+        blob_text = next((t for t in tokens if t.startswith("AAAA")), None)
+        try:
+            blob = base64.b64decode(blob_text or "", validate=True)
+            key_type = paramiko.Message(blob).get_text()
+            keys.append(paramiko.PKey.from_type_string(key_type, blob))
+        except (binascii.Error, paramiko.SSHException, ValueError, TypeError, IndexError):
+            raise ConnectorConfigError("pinned host key is not an OpenSSH public key", host=host,
+                                       expected="'ssh-ed25519 AAAA...'", found=line[:40] + "...") from None
+    if not keys:
+        raise ConnectorConfigError("pinned host key is empty", host=host)
+    return keys
+
+
+def load_private_key(text: str, passphrase: str | None = None) -> paramiko.PKey:
+    """A paramiko key from private key text (OpenSSH or PEM; Ed25519, ECDSA or RSA).
+
+    Raises `ConnectorConfigError` (without any of the key in the message) if the text is not a key or the
+    passphrase is wrong.
+    """
+    for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
+        try:
+            return key_class.from_private_key(io.StringIO(text), password=passphrase)
+        except (paramiko.SSHException, ValueError, TypeError):
+            continue
+    raise ConnectorConfigError("private key cannot be read (not an Ed25519/ECDSA/RSA key, or wrong passphrase)")
+
+
+# --- Names and paths --------------------------------------------------------------------------------------------
+
+def check_name(name: str, *, host: str | None = None) -> str:
+    """A bare file name that cannot escape its folder. Raises `UnsafeRemotePath`."""
+    if (not isinstance(name, str) or not name or name in (".", "..") or "/" in name or "\\" in name
+            or ".." in name or "\x00" in name):
+        raise UnsafeRemotePath("refusing unsafe file name", host=host, expected="a bare file name",
+                               found=repr(name))
+    return name
+
+
+def check_dir(remote_dir: str, *, host: str | None = None) -> str:
+    """A remote directory without ``..`` components, backslashes or NUL, normalised. Raises `UnsafeRemotePath`."""
+    if (not isinstance(remote_dir, str) or not remote_dir or "\x00" in remote_dir or "\\" in remote_dir
+            or ".." in remote_dir.split("/")):
+        raise UnsafeRemotePath("refusing unsafe directory", host=host, expected="a path without '..'",
+                               found=repr(remote_dir))
+    return posixpath.normpath(remote_dir)
+
+
+# --- The source abstraction -------------------------------------------------------------------------------------
+
+class Source(ABC):
+    """A counterparty's exchange account: list, wait for, fetch and deliver flagged files.
+
+    Subclasses provide a few file primitives on remote paths; the protocol (flags, verification, atomic
+    renames, idempotent delivery) lives here once. Use as a context manager, or call `close()`.
+    """
+
+    label: str
+    """How messages name the account: ``host:port`` or the local directory."""
+
+    def __init__(self, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+                 max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES) -> None:
+        self.max_file_bytes = max_file_bytes
+        self.max_unpacked_bytes = max_unpacked_bytes
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the connection, if any."""
+
+    # -- public operations ------------------------------------------------------------------------------------
+
+    def list(self, remote_dir: str) -> list[RemoteEntry]:
+        """The regular files in `remote_dir`, sorted by name.
+
+        Raises `FileNotReady` if the directory does not exist (yet), `UnsafeRemotePath`, and after the retries
+        `ConnectionLost`/`ServerUnavailable`.
+        """
+        remote_dir = check_dir(remote_dir, host=self.label)
+
+        def attempt() -> list[RemoteEntry]:
+            try:
+                return sorted(self._list(remote_dir), key=lambda e: e.name)
+            except FileNotFoundError:
+                raise FileNotReady("directory does not exist yet", host=self.label, path=remote_dir) from None
+
+        return self._run(f"list {remote_dir}", attempt)
+
+    def wait_for(self, remote_dir: str, expected: Iterable[str], *, timeout: float,
+                 poll: float = 30.0) -> list[str]:
+        """Poll until every expected data file has its flag; return the ready data file names.
+
+        Each item of `expected` is a file name or an ``fnmatch`` pattern (``ACOMN_20261121_*``). A name is also
+        satisfied by its gzip form (``NAME.gz`` with ``NAME.gz.ok``); a pattern by every matching file that has
+        its flag. ``timeout=0`` checks once (an Airflow sensor poke). A missing directory counts as empty.
+
+        Raises `FileNotReady` naming the missing files and the host when `timeout` seconds have passed.
+        """
+        remote_dir = check_dir(remote_dir, host=self.label)
+        expected = [check_pattern(item, host=self.label) for item in expected]
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                present = {entry.name for entry in self.list(remote_dir)}
+            except FileNotReady:
+                present = set()
+            ready, missing = _match_flagged(present, expected)
+            if not missing:
+                log.info("%s %s: ready: %s", self.label, remote_dir, ", ".join(ready))
+                return ready
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise FileNotReady(f"no flag file after waiting {timeout:g} s for: {', '.join(missing)}",
+                                   host=self.label, path=remote_dir, missing=tuple(missing))
+            log.info("%s %s: waiting for %s (%.0f s left)", self.label, remote_dir, ", ".join(missing), remaining)
+            time.sleep(min(poll, remaining))
+
+    def fetch(self, remote_dir: str, name: str, local_dir: Path | str) -> FetchedFile:
+        """Download `name` from `remote_dir` into `local_dir`, verified against its flag, atomically.
+
+        The file is written to ``local_dir/.NAME.part`` and renamed to ``local_dir/NAME`` only after its size and
+        MD5 equal the flag's. ``NAME.gz`` is verified compressed, then decompressed to ``local_dir/NAME``
+        (without ``.gz``). On any failure no ``.part`` file is left behind and ``local_dir/NAME`` is untouched.
+
+        Raises `UnsafeRemotePath` (name with ``/``, ``\\``, ``..``, NUL), `FileNotReady` (no flag yet, or the
+        flag without its data file), `FlagMismatch` (malformed flag, or size/MD5 differ), `FileTooLarge` (over
+        `max_file_bytes`, or over `max_unpacked_bytes` once decompressed), `FileRejected` (a broken gzip file),
+        `RemoteFileError`, and after the retries `ConnectionLost`/`ServerUnavailable`. Errors writing the local
+        disk propagate as the `OSError` they are.
+        """
+        remote_dir = check_dir(remote_dir, host=self.label)
+        check_name(name, host=self.label)
+        local_dir = Path(local_dir)
+        local_dir.mkdir(parents=True, exist_ok=True)
+        remote_path = posixpath.join(remote_dir, name)
+        part = local_dir / f".{name}.part"
+        # A .part left by a crashed run may belong to another version of the file: start afresh. Within this
+        # call, a retry after a dropped connection resumes from what the earlier attempt wrote.
+        part.unlink(missing_ok=True)
+        try:
+            flag = self._run(f"fetch {remote_path}", lambda: self._download_to_part(remote_path, name, part))
+            try:
+                verify_file(part, replace(flag, name=part.name))
+            except FlagMismatch as e:
+                raise FlagMismatch(f"{self.label} {remote_path}", e.problem, expected=e.expected,
+                                   found=e.found) from None
+            if name.endswith(GZIP_SUFFIX) and len(name) > len(GZIP_SUFFIX):
+                plain_name = name[: -len(GZIP_SUFFIX)]
+                local_path = local_dir / plain_name
+                size, md5 = self._gunzip_to(part, local_path, remote_path)
+                compressed = True
+            else:
+                local_path = local_dir / name
+                _fsync(part)
+                os.replace(part, local_path)
+                size, md5, compressed = flag.size, flag.md5, False
+            _fsync_dir(local_dir)
+        finally:
+            part.unlink(missing_ok=True)
+        log.info("%s %s: fetched to %s (%d bytes, md5 %s%s)", self.label, remote_path, local_path, size, md5,
+                 ", decompressed" if compressed else "")
+        return FetchedFile(local_path.name, local_path, size, md5, flag, compressed)
+
+    def deliver(self, local_path: Path | str, remote_dir: str, *, force: bool = False,
+                record_count: int | None = None) -> Delivery:
+        """Upload `local_path` into `remote_dir` as ``NAME.tmp``, rename it to ``NAME``, then write ``NAME.ok``.
+
+        The flag is the local ``NAME.ok`` beside the file (written by `formats.flag.write_flag`, and checked
+        against the file), or, if `record_count` is given, made from the file and that count. `remote_dir` is
+        created if missing. Idempotent from the server's state: if the remote flag already has this MD5 and size,
+        nothing is sent (status ``already_delivered``). A crash at any step leaves a state a rerun completes
+        (a leftover ``NAME.tmp`` or an unflagged ``NAME`` is uploaded again).
+
+        Raises `DeliveryConflict` if a different file (other MD5 or size) was delivered under the name, unless
+        `force` (an operator's decision: the old flag is removed first, then the file replaced, with a warning
+        in the log); `FlagMismatch` if the local flag disagrees with the file; `ConnectorConfigError` with no
+        flag and no `record_count`; `UnsafeRemotePath`, `RemoteFileError`, and after the retries
+        `ConnectionLost`/`ServerUnavailable`.
+        """
+        local_path = Path(local_path)
+        name = check_name(local_path.name, host=self.label)
+        remote_dir = check_dir(remote_dir, host=self.label)
+        flag = _local_flag(local_path, record_count)
+        remote_path = posixpath.join(remote_dir, name)
+        return self._run(f"deliver {remote_path}",
+                         lambda: self._deliver_once(local_path, remote_dir, remote_path, flag, force))
+
+    # -- the protocol, on top of the primitives ----------------------------------------------------------------
+
+    def _download_to_part(self, remote_path: str, name: str, part: Path) -> Flag:
+        """One attempt: read and check the flag, then copy the data file into `part` (resuming if it exists)."""
+        flag_name = name + FLAG_SUFFIX
+        try:
+            flag_bytes = self._read_small(remote_path + FLAG_SUFFIX, MAX_FLAG_BYTES)
+        except FileNotFoundError:
+            raise FileNotReady(f"flag file {flag_name} not there yet", host=self.label, path=remote_path,
+                               missing=(name,)) from None
+        flag = parse_flag(flag_bytes, f"{self.label} {remote_path}{FLAG_SUFFIX}")
+        if flag.name != name:
+            raise FlagMismatch(f"{self.label} {remote_path}", "flag names another file", expected=name,
+                               found=flag.name)
+        if flag.size > self.max_file_bytes:
+            raise FileTooLarge("file larger than the download limit", host=self.label, path=remote_path,
+                               expected=f"at most {self.max_file_bytes} bytes", found=f"{flag.size} bytes (flag)")
+        try:
+            remote_size = self._size(remote_path)
+        except FileNotFoundError:
+            raise FileNotReady(f"flag file {flag_name} present but the data file is not", host=self.label,
+                               path=remote_path, missing=(name,)) from None
+        if remote_size != flag.size:
+            raise FlagMismatch(f"{self.label} {remote_path}", "size on the server differs from the flag",
+                               expected=flag.size, found=remote_size)
+        offset = part.stat().st_size if part.exists() else 0
+        if offset > flag.size:
+            offset = 0
+        if offset:
+            log.info("%s %s: resuming download at byte %d", self.label, remote_path, offset)
+        with open(part, "r+b" if offset else "wb") as out:
+            out.truncate(offset)
+            out.seek(offset)
+            self._download(remote_path, out, offset, flag.size)
+        return flag
+
+    def _copy_capped(self, read: Callable[[int], bytes], out: BinaryIO, offset: int, remote_path: str) -> None:
+        """Copy chunks from `read` to `out` until EOF, refusing to write past `max_file_bytes`."""
+        written = offset
+        while chunk := read(COPY_CHUNK_BYTES):
+            written += len(chunk)
+            if written > self.max_file_bytes:
+                raise FileTooLarge("file grew past the download limit", host=self.label, path=remote_path,
+                                   expected=f"at most {self.max_file_bytes} bytes",
+                                   found=f"more than {written - len(chunk)} bytes")
+            out.write(chunk)
+
+    def _gunzip_to(self, gz_path: Path, local_path: Path, remote_path: str) -> tuple[int, str]:
+        """Decompress `gz_path` into `local_path` (via a .part file), streaming, with `max_unpacked_bytes`.
+
+        Returns the decompressed size and MD5. Raises `FileTooLarge` as soon as the limit is passed (a gzip bomb
+        stops there) and `FileRejected` if the data is not valid gzip.
+        """
+        unpacked_part = local_path.with_name(f".{local_path.name}.part")
+        md5, size = hashlib.md5(), 0
+        try:
+            with gzip.open(gz_path, "rb") as packed, open(unpacked_part, "wb") as out:
+                while chunk := packed.read(COPY_CHUNK_BYTES):  # read(n) inflates at most n bytes: memory bounded
+                    size += len(chunk)
+                    if size > self.max_unpacked_bytes:
+                        raise FileTooLarge("gzip file decompresses past the limit (gzip bomb?)", host=self.label,
+                                           path=remote_path,
+                                           expected=f"at most {self.max_unpacked_bytes} bytes decompressed",
+                                           found=f"more than {size - len(chunk)} bytes")
+                    md5.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(unpacked_part, local_path)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise FileRejected(f"{self.label} {remote_path}", "not a valid gzip file", expected="gzip data",
+                               found=str(e)) from None
+        finally:
+            unpacked_part.unlink(missing_ok=True)
+        return size, md5.hexdigest()
+
+    def _deliver_once(self, local_path: Path, remote_dir: str, remote_path: str, flag: Flag,
+                      force: bool) -> Delivery:
+        self._makedirs(remote_dir)
+        flag_path = remote_path + FLAG_SUFFIX
+        status: Literal["delivered", "forced"] = "delivered"
+        try:
+            existing_bytes = self._read_small(flag_path, MAX_FLAG_BYTES)
+        except FileNotFoundError:
+            existing_bytes = None
+        if existing_bytes is not None:
+            try:
+                existing: Flag | None = parse_flag(existing_bytes, flag_path)
+            except FlagMismatch:
+                existing = None
+            if existing is not None and (existing.name, existing.size, existing.md5) == (flag.name, flag.size,
+                                                                                          flag.md5):
+                log.info("%s %s: already delivered (same size %d and md5 %s); nothing sent", self.label,
+                         remote_path, flag.size, flag.md5)
+                return Delivery(flag.name, remote_path, flag.size, flag.md5, "already_delivered")
+            found = (f"size {existing.size}, md5 {existing.md5}" if existing is not None
+                     else f"unreadable flag {existing_bytes[:60]!r}")
+            if not force:
+                raise DeliveryConflict("a different file was already delivered under this name; a corrected "
+                                       "file needs a new sequence number, or an operator must force",
+                                       host=self.label, path=remote_path,
+                                       expected=f"size {flag.size}, md5 {flag.md5}", found=found)
+            log.warning("%s %s: an operator forced redelivery: replacing the delivered file (%s) by size %d, "
+                        "md5 %s", self.label, remote_path, found, flag.size, flag.md5)
+            # Remove the old flag first, so nobody pairs it with the new data while the upload runs.
+            self._remove(flag_path)
+            status = "forced"
+        tmp_path = remote_path + TMP_SUFFIX
+        self._upload(local_path, tmp_path)
+        self._replace(tmp_path, remote_path)
+        flag_tmp_path = flag_path + TMP_SUFFIX
+        self._upload_bytes(flag.render(), flag_tmp_path)
+        self._replace(flag_tmp_path, flag_path)
+        log.info("%s %s: delivered (%d bytes, md5 %s)%s", self.label, remote_path, flag.size, flag.md5,
+                 " by force" if status == "forced" else "")
+        return Delivery(flag.name, remote_path, flag.size, flag.md5, status)
+
+    # -- primitives --------------------------------------------------------------------------------------------
+
+    def _run(self, action: str, operation: Callable[[], T]) -> T:
+        """Run one operation; a network source retries it on a new connection."""
+        return operation()
+
+    @abstractmethod
+    def _list(self, remote_dir: str) -> list[RemoteEntry]:
+        """Regular files of a directory; `FileNotFoundError` if it does not exist."""
+
+    @abstractmethod
+    def _read_small(self, remote_path: str, limit: int) -> bytes:
+        """At most `limit` bytes of a small file; `FileNotFoundError` if absent."""
+
+    @abstractmethod
+    def _size(self, remote_path: str) -> int:
+        """Size of a file; `FileNotFoundError` if absent."""
+
+    @abstractmethod
+    def _download(self, remote_path: str, out: BinaryIO, offset: int, expected_size: int) -> None:
+        """Copy the file from byte `offset` to EOF into `out` (positioned at `offset`)."""
+
+    @abstractmethod
+    def _makedirs(self, remote_dir: str) -> None:
+        """Create a directory and its parents if missing."""
+
+    @abstractmethod
+    def _upload(self, local_path: Path, remote_path: str) -> None:
+        """Write a local file to a remote path (overwriting), checking the size written."""
+
+    @abstractmethod
+    def _upload_bytes(self, data: bytes, remote_path: str) -> None:
+        """Write bytes to a remote path (overwriting)."""
+
+    @abstractmethod
+    def _replace(self, source_path: str, target_path: str) -> None:
+        """Rename, replacing the target if it exists."""
+
+    @abstractmethod
+    def _remove(self, remote_path: str) -> None:
+        """Delete a file; no error if absent."""
+
+
+def check_pattern(item: str, *, host: str | None = None) -> str:
+    """A file name or fnmatch pattern for `wait_for`: no directory parts. Raises `UnsafeRemotePath`."""
+    if not isinstance(item, str) or not item or "/" in item or "\\" in item or "\x00" in item or ".." in item:
+        raise UnsafeRemotePath("refusing unsafe file name or pattern", host=host, expected="a bare name or pattern",
+                               found=repr(item))
+    return item
+
+
+def _is_pattern(item: str) -> bool:
+    return any(c in item for c in "*?[")
+
+
+def _match_flagged(present: set[str], expected: list[str]) -> tuple[list[str], list[str]]:
+    """(data files ready, expected items still missing) given the names present in a directory."""
+    flagged = sorted(n for n in present if not n.endswith(FLAG_SUFFIX) and n + FLAG_SUFFIX in present)
+    ready: list[str] = []
+    missing: list[str] = []
+    for item in expected:
+        if _is_pattern(item):
+            matches = [n for n in flagged if fnmatch.fnmatchcase(n, item)]
+        else:
+            matches = [n for n in (item, item + GZIP_SUFFIX) if n in flagged]
+        if matches:
+            ready.extend(n for n in matches if n not in ready)
+        else:
+            missing.append(item)
+    return ready, missing
+
+
+def _local_flag(local_path: Path, record_count: int | None) -> Flag:
+    if record_count is not None:
+        return flag_for(local_path, record_count)
+    flag_path = local_path.with_name(local_path.name + FLAG_SUFFIX)
+    try:
+        flag = parse_flag(flag_path.read_bytes(), str(flag_path))
+    except FileNotFoundError:
+        raise ConnectorConfigError("nothing to deliver the flag from: no flag file beside the file and no "
+                                   "record_count given", path=str(local_path)) from None
+    verify_file(local_path, flag)
+    return flag
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename durable (POSIX: the directory entry is flushed with the directory)."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- Local directory --------------------------------------------------------------------------------------------
+
+class LocalDirSource(Source):
+    """A local directory laid out like an SFTP account (``root/outbox/YYYYMMDD``): for the demo, tests, and a
+    counterparty whose files arrive on a shared disk. ``/outbox/x`` means ``root/outbox/x``."""
+
+    def __init__(self, root: Path | str, **limits: int) -> None:
+        super().__init__(**limits)
+        self.root = Path(root).resolve()
+        self.label = str(self.root)
+
+    def _local(self, remote_path: str) -> Path:
+        return self.root / posixpath.normpath(remote_path).lstrip("/")
+
+    def _list(self, remote_dir: str) -> list[RemoteEntry]:
+        with os.scandir(self._local(remote_dir)) as entries:
+            return [RemoteEntry(e.name, st.st_size, int(st.st_mtime))
+                    for e in entries if e.is_file(follow_symlinks=False) for st in (e.stat(),)]
+
+    def _read_small(self, remote_path: str, limit: int) -> bytes:
+        with open(self._local(remote_path), "rb") as f:
+            return f.read(limit)
+
+    def _size(self, remote_path: str) -> int:
+        return self._local(remote_path).stat().st_size
+
+    def _download(self, remote_path: str, out: BinaryIO, offset: int, expected_size: int) -> None:
+        with open(self._local(remote_path), "rb") as f:
+            f.seek(offset)
+            self._copy_capped(f.read, out, offset, remote_path)
+
+    def _makedirs(self, remote_dir: str) -> None:
+        self._local(remote_dir).mkdir(parents=True, exist_ok=True)
+
+    def _upload(self, local_path: Path, remote_path: str) -> None:
+        target = self._local(remote_path)
+        shutil.copyfile(local_path, target)
+        _fsync(target)
+
+    def _upload_bytes(self, data: bytes, remote_path: str) -> None:
+        target = self._local(remote_path)
+        with open(target, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _replace(self, source_path: str, target_path: str) -> None:
+        os.replace(self._local(source_path), self._local(target_path))
+        _fsync_dir(self._local(target_path).parent)
+
+    def _remove(self, remote_path: str) -> None:
+        self._local(remote_path).unlink(missing_ok=True)
+
+
+# --- SFTP -------------------------------------------------------------------------------------------------------
+
+class _RejectUnknownHost(paramiko.RejectPolicy):
+    """paramiko's RejectPolicy, raising our typed error: a server with no pinned key is refused, never added."""
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        raise HostKeyMismatch("no host key pinned for this server; refusing to connect (set host_key or "
+                              "known_hosts)", host=hostname, expected="a pinned key",
+                              found=f"{key.get_name()} {key.fingerprint}")
+
+
+# Failures that mean the connection itself broke (not a refusal by the server): retried on a new connection.
+_NETWORK_ERRORS = (paramiko.SSHException, EOFError, socket.timeout, ConnectionError)
+
+
+class SftpSource(Source):
+    """A counterparty's SFTP account, through paramiko.
+
+    The connection is opened on first use and reopened after a network fault. Each public operation is retried
+    up to `max_attempts` times on `ConnectionLost`/`ServerUnavailable`, waiting `backoff_seconds`, then twice as
+    long each time (at most `max_backoff_seconds`). Every other error fails at once. Credentials are loaded when
+    the source is made, so a bad key fails fast (`ConnectorConfigError`).
+    """
+
+    def __init__(self, endpoint: SftpEndpoint, *, max_attempts: int = 4, backoff_seconds: float = 2.0,
+                 max_backoff_seconds: float = 60.0, **limits: int) -> None:
+        super().__init__(**limits)
+        self.endpoint = endpoint
+        self.label = endpoint.address
+        self.max_attempts = max(1, max_attempts)
+        self.backoff_seconds = backoff_seconds
+        self.max_backoff_seconds = max_backoff_seconds
+        self._pkey = self._load_key()
+        self._host_keys = parse_host_keys(endpoint.host_key, host=self.label) if endpoint.host_key else []
+        self._client: paramiko.SSHClient | None = None
+        self._sftp: paramiko.SFTPClient | None = None
+
+    def __repr__(self) -> str:
+        return f"SftpSource({self.endpoint!r})"
+
+    def _load_key(self) -> paramiko.PKey | None:
+        ep = self.endpoint
+        if ep.private_key:
+            return load_private_key(ep.private_key, ep.key_passphrase)
+        if ep.key_file:
+            try:
+                return paramiko.PKey.from_path(ep.key_file, ep.key_passphrase)
+            except FileNotFoundError:
+                raise ConnectorConfigError("key file not found", host=self.label, path=ep.key_file) from None
+            except (paramiko.SSHException, ValueError, TypeError):
+                raise ConnectorConfigError("key file cannot be read (not a key, or wrong passphrase)",
+                                           host=self.label, path=ep.key_file) from None
+        return None
+
+    # -- connection ----------------------------------------------------------------------------------------
+
+    def _connect(self) -> paramiko.SFTPClient:
+        ep = self.endpoint
+        client = paramiko.SSHClient()
+        host_keys = client.get_host_keys()
+        for key in self._host_keys:
+            host_keys.add(ep.known_hosts_name, key.get_name(), key)
+        if ep.known_hosts:
+            try:
+                host_keys.load(ep.known_hosts)
+            except FileNotFoundError:
+                raise ConnectorConfigError("known_hosts file not found", host=self.label,
+                                           path=ep.known_hosts) from None
+        if not self._host_keys and not ep.known_hosts:
+            client.load_system_host_keys()
+        client.set_missing_host_key_policy(_RejectUnknownHost())
+        try:
+            client.connect(ep.host, ep.port, ep.username, password=ep.password, pkey=self._pkey,
+                           timeout=ep.connect_timeout, banner_timeout=ep.connect_timeout,
+                           auth_timeout=ep.connect_timeout, channel_timeout=ep.connect_timeout,
+                           look_for_keys=False, allow_agent=False)
+            transport = client.get_transport()
+            transport.set_keepalive(30)
+            sftp = client.open_sftp()
+            sftp.get_channel().settimeout(ep.io_timeout)
+        except HostKeyMismatch:
+            client.close()
+            raise
+        except paramiko.BadHostKeyException as e:
+            client.close()
+            raise HostKeyMismatch("the server's host key is not the pinned one: a different server, or it was "
+                                  "re-keyed; confirm with the counterparty before changing the pinned key",
+                                  host=self.label,
+                                  expected=f"{e.expected_key.get_name()} {e.expected_key.fingerprint}",
+                                  found=f"{e.key.get_name()} {e.key.fingerprint}") from None
+        except paramiko.AuthenticationException:
+            client.close()
+            raise AuthenticationFailed("the server refused our credentials", host=self.label,
+                                       expected=f"user {ep.username!r} accepted", found="refused") from None
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            client.close()
+            raise ServerUnavailable(f"cannot connect ({type(e).__name__}: {e})", host=self.label) from e
+        log.debug("%s: connected as %s", self.label, ep.username)
+        self._client, self._sftp = client, sftp
+        return sftp
+
+    def _session(self) -> paramiko.SFTPClient:
+        return self._sftp if self._sftp is not None else self._connect()
+
+    def _connection_alive(self) -> bool:
+        transport = self._client.get_transport() if self._client is not None else None
+        return transport is not None and transport.is_active()
+
+    def close(self) -> None:
+        client, self._client, self._sftp = self._client, None, None
+        if client is not None:
+            client.close()
+
+    def _run(self, action: str, operation: Callable[[], T]) -> T:
+        attempt = 1
+        while True:
+            try:
+                return operation()
+            except (ConnectionLost, ServerUnavailable) as e:
+                self.close()
+                if attempt >= self.max_attempts:
+                    log.error("%s: giving up after %d attempts: %s", action, attempt, e)
+                    raise
+                delay = min(self.backoff_seconds * 2 ** (attempt - 1), self.max_backoff_seconds)
+                log.warning("%s: %s (attempt %d of %d); reconnecting in %.1f s", action, e, attempt,
+                            self.max_attempts, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    @contextmanager
+    def _remote(self, remote_path: str) -> Iterator[paramiko.SFTPClient]:
+        """Translate what paramiko raises during one SFTP request into our errors.
+
+        `FileNotFoundError` passes through (the protocol decides what "absent" means). A broken connection
+        becomes `ConnectionLost` (retried); any other refusal by the server becomes `RemoteFileError`.
+        """
+        try:
+            yield self._session()
+        except (ConnectorError, FileNotFoundError):
+            raise
+        except _NETWORK_ERRORS as e:
+            raise ConnectionLost(f"connection lost ({type(e).__name__}: {e})", host=self.label,
+                                 path=remote_path) from e
+        except OSError as e:
+            if not self._connection_alive():
+                raise ConnectionLost(f"connection lost ({type(e).__name__}: {e})", host=self.label,
+                                     path=remote_path) from e
+            raise RemoteFileError(f"the server refused: {e}", host=self.label, path=remote_path) from e
+
+    # -- primitives ----------------------------------------------------------------------------------------
+
+    def _list(self, remote_dir: str) -> list[RemoteEntry]:
+        with self._remote(remote_dir) as sftp:
+            attrs = sftp.listdir_attr(remote_dir)
+        return [RemoteEntry(a.filename, a.st_size or 0, int(a.st_mtime or 0)) for a in attrs
+                if a.st_mode is None or stat.S_ISREG(a.st_mode)]
+
+    def _read_small(self, remote_path: str, limit: int) -> bytes:
+        with self._remote(remote_path) as sftp:
+            with sftp.open(remote_path, "rb") as f:
+                return f.read(limit)
+
+    def _size(self, remote_path: str) -> int:
+        with self._remote(remote_path) as sftp:
+            return sftp.stat(remote_path).st_size
+
+    def _download(self, remote_path: str, out: BinaryIO, offset: int, expected_size: int) -> None:
+        with self._remote(remote_path) as sftp:
+            remote = sftp.open(remote_path, "rb")
+        try:
+            with self._remote(remote_path):
+                remote.seek(offset)
+                if expected_size > offset:
+                    remote.prefetch(expected_size, max_concurrent_requests=PREFETCH_REQUESTS)
+
+            def read(n: int) -> bytes:
+                with self._remote(remote_path):
+                    return remote.read(n)
+
+            self._copy_capped(read, out, offset, remote_path)
+        finally:
+            try:
+                remote.close()
+            except (*_NETWORK_ERRORS, OSError):
+                pass  # the connection is already gone; nothing is left open on our side
+
+    def _makedirs(self, remote_dir: str) -> None:
+        with self._remote(remote_dir) as sftp:
+            path = "/" if remote_dir.startswith("/") else ""
+            for part in [p for p in remote_dir.split("/") if p]:
+                path = posixpath.join(path, part) if path else part
+                try:
+                    sftp.stat(path)
+                except FileNotFoundError:
+                    try:
+                        sftp.mkdir(path)
+                    except OSError:
+                        sftp.stat(path)  # made meanwhile by someone else is fine; otherwise this raises
+
+    def _upload(self, local_path: Path, remote_path: str) -> None:
+        with self._remote(remote_path) as sftp:
+            sftp.put(str(local_path), remote_path, confirm=True)  # confirm: compares the size written
+
+    def _upload_bytes(self, data: bytes, remote_path: str) -> None:
+        with self._remote(remote_path) as sftp:
+            sftp.putfo(io.BytesIO(data), remote_path, file_size=len(data), confirm=True)
+
+    def _replace(self, source_path: str, target_path: str) -> None:
+        with self._remote(target_path) as sftp:
+            try:
+                sftp.posix_rename(source_path, target_path)  # OpenSSH extension: atomic replace
+                return
+            except FileNotFoundError:
+                raise
+            except OSError:
+                if not self._connection_alive():
+                    raise
+            # A server without posix-rename: plain SFTP rename refuses an existing target, so remove it first.
+            try:
+                sftp.remove(target_path)
+            except FileNotFoundError:
+                pass
+            sftp.rename(source_path, target_path)
+
+    def _remove(self, remote_path: str) -> None:
+        with self._remote(remote_path) as sftp:
+            try:
+                sftp.remove(remote_path)
+            except FileNotFoundError:
+                pass
+
+
+# --- Opening a source -------------------------------------------------------------------------------------------
+
+def open_source(target: str | Path | SftpEndpoint, *, env: Mapping[str, str] | None = None,
+                env_prefix: str = "DUIZHANG_SFTP_", **options) -> Source:
+    """An `SftpSource` for an `SftpEndpoint` or an ``sftp://user@host:port`` URL (secrets from `env`, see
+    `SftpEndpoint.from_url`), or a `LocalDirSource` for a directory (a path or a ``file://`` URL).
+
+    `options` go to the source: ``max_file_bytes``, ``max_unpacked_bytes``, and for SFTP ``max_attempts``,
+    ``backoff_seconds``, ``max_backoff_seconds``. Raises `ConnectorConfigError`.
+    """
+    if isinstance(target, SftpEndpoint):
+        return SftpSource(target, **options)
+    text = str(target)
+    if text.startswith("sftp://"):
+        return SftpSource(SftpEndpoint.from_url(text, env=env, env_prefix=env_prefix), **options)
+    if text.startswith("file://"):
+        text = unquote(urlsplit(text).path)
+    root = Path(text)
+    if not root.is_dir():
+        raise ConnectorConfigError("local exchange directory does not exist", path=str(root))
+    return LocalDirSource(root, **options)

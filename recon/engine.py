@@ -1,0 +1,240 @@
+"""One engine for every channel: a MatchRule becomes DuckDB SQL that gives every record exactly one outcome.
+
+The steps, all set-based:
+1. items: the counterparty's records (the rule's SQL), the journal rows of the channel for T, and the items left
+   PENDING on T-1 (read from T-1's stored results: state is derived, never accumulated, so rerunning T gives the
+   same answer whatever ran after it);
+2. groups: per match key, how many items each side has, their amounts and statuses;
+3. outcome, in a fixed precedence: QUARANTINED, DUPLICATE, AMOUNT_MISMATCH, STATUS_MISMATCH, MATCHED, PENDING,
+   COUNTERPARTY_ONLY, LEDGER_ONLY, each with a reason in words;
+4. for one-sided breaks, the nearest candidate on the other side (same account and amount), searched among the
+   breaks only, named in the reason.
+Conservation is then checked against counts taken from the inputs, not from the results.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from formats.errors import Terminal
+from recon.outcomes import BREAKS, Outcome
+from recon.rules import MatchRule
+
+RESULT_COLUMNS = """
+    channel, business_date, side, record_ref, match_ref, outcome, reason, amount_fen,
+    counterparty_amount_fen, ledger_amount_fen, status, counterparty_status, ledger_status,
+    journal_no, matched_with, source_file, source_line, origin_date, account_masked, account_hash,
+    event_time, sign, detail
+"""
+
+
+class ConservationError(Terminal):
+    """Records in != matched + breaks + pending + quarantined for a side: the run must not publish."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What enters reconciliation for one channel and date, as DuckDB-readable relations (Arrow or Parquet)."""
+
+    counterparty: pa.Table          # parsed detail records with `_file` and `_line`
+    quarantine: pa.Table            # quarantined records: `_file`, `_line`, `_field`, `_expected`, `_actual`, amount
+    ledger: pa.Table                # journal rows (any channel; the rule's channel is selected)
+    carried: pa.Table | None        # results of T-1 (any outcome; PENDING ones are carried)
+
+
+def _mask(col: str) -> str:
+    return (f"CASE WHEN length({col}) >= 11 THEN left({col}, 6) || repeat('*', length({col}) - 10) || right({col}, 4)"
+            f" ELSE {col} END")
+
+
+def reconcile(rule: MatchRule, business_date: dt.date, inputs: Inputs, hash_key: str) -> pa.Table:
+    """Classify every item of `inputs` for `rule` and date; return the `recon_result` rows (Arrow).
+
+    Raises ConservationError if any item was lost or counted twice."""
+    con = duckdb.connect()
+    try:
+        con.register("cp_raw", inputs.counterparty)
+        con.register("cp_quarantine", inputs.quarantine)
+        con.register("ledger_raw", inputs.ledger)
+        con.register("prev", inputs.carried if inputs.carried is not None else _empty_results())
+        t = business_date.isoformat()
+        con.execute("SET VARIABLE hash_key = ?", [hash_key])
+        cp_sql = rule.counterparty_items.format(business_date=t)
+        pending = rule.ledger_pending_when or "false"
+        con.execute(f"""
+            CREATE TEMP TABLE items AS
+            SELECT 'counterparty' AS side, _file || ':' || _line AS record_ref, match_ref, amount_fen, status, sign,
+                   {_mask('account')} AS account_masked, sha256(getvariable('hash_key') || account) AS account_hash,
+                   event_time, detail, _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no,
+                   DATE '{t}' AS origin_date, false AS pending_eligible
+            FROM ({cp_sql})
+            UNION ALL
+            SELECT 'ledger', journal_no || ':' || seq_no, {rule.ledger_key}, amount_fen, status,
+                   CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END,
+                   {_mask('account_no')}, sha256(getvariable('hash_key') || account_no),
+                   txn_time, memo, NULL, NULL, journal_no, acct_date, coalesce({pending}, false)
+            FROM ledger_raw WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}'
+            UNION ALL
+            SELECT side, record_ref, match_ref, amount_fen, status,
+                   sign,
+                   account_masked, account_hash, event_time, detail, source_file, source_line, journal_no,
+                   origin_date, true
+            FROM prev WHERE outcome = 'PENDING' AND business_date < DATE '{t}'
+        """)
+        con.execute(f"""
+            CREATE TEMP TABLE groups AS
+            SELECT match_ref,
+                   count(*) FILTER (WHERE side = 'counterparty') AS n_cp,
+                   count(*) FILTER (WHERE side = 'ledger') AS n_lg,
+                   max(amount_fen) FILTER (WHERE side = 'counterparty') AS cp_amount,
+                   max(amount_fen) FILTER (WHERE side = 'ledger') AS lg_amount,
+                   max(status) FILTER (WHERE side = 'counterparty') AS cp_status,
+                   max(status) FILTER (WHERE side = 'ledger') AS lg_status,
+                   max(record_ref) FILTER (WHERE side = 'counterparty') AS cp_ref,
+                   max(record_ref) FILTER (WHERE side = 'ledger') AS lg_ref,
+                   max(journal_no) FILTER (WHERE side = 'ledger') AS lg_journal
+            FROM items GROUP BY match_ref
+        """)
+        agree = " OR ".join(f"(g.cp_status = '{a}' AND g.lg_status = '{b}')" for a, b in sorted(rule.agreeing_statuses))
+        alone_ok = ", ".join(f"'{s}'" for s in sorted(rule.needs_no_ledger_row)) or "NULL"
+        tol = rule.amount_tolerance_fen
+        con.execute(f"""
+            CREATE TEMP TABLE classified AS
+            SELECT i.*, g.n_cp, g.n_lg, g.cp_amount, g.lg_amount, g.cp_status, g.lg_status, g.lg_journal,
+                   CASE WHEN i.side = 'counterparty' THEN g.lg_ref ELSE g.cp_ref END AS other_ref,
+                   (DATE '{t}' - i.origin_date) AS age_days,
+                   CASE
+                     WHEN g.n_cp > 1 OR g.n_lg > 1 THEN 'DUPLICATE'
+                     WHEN g.n_cp = 1 AND g.n_lg = 1 AND abs(g.cp_amount - g.lg_amount) > {tol} THEN 'AMOUNT_MISMATCH'
+                     WHEN g.n_cp = 1 AND g.n_lg = 1 AND NOT ({agree}) THEN 'STATUS_MISMATCH'
+                     WHEN g.n_cp = 1 AND g.n_lg = 1 THEN 'MATCHED'
+                     WHEN g.n_cp = 1 AND g.cp_status IN ({alone_ok}) THEN 'MATCHED'
+                     WHEN i.pending_eligible AND (DATE '{t}' - i.origin_date) < {rule.carry_forward_days}
+                          THEN 'PENDING'
+                     WHEN g.n_cp = 1 THEN 'COUNTERPARTY_ONLY'
+                     ELSE 'LEDGER_ONLY'
+                   END AS outcome
+            FROM items i JOIN groups g USING (match_ref)
+        """)
+        con.execute(f"""
+            CREATE TEMP TABLE nearest AS
+            SELECT a.record_ref, b.record_ref AS near_ref, b.match_ref AS near_key,
+                   CAST(round((epoch(b.event_time) - epoch(a.event_time)) / 60) AS BIGINT) AS minutes
+            FROM classified a JOIN classified b
+              ON a.side <> b.side AND a.account_hash = b.account_hash AND a.amount_fen = b.amount_fen
+             AND b.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
+            WHERE a.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
+            QUALIFY row_number() OVER (PARTITION BY a.record_ref
+                                       ORDER BY abs(coalesce(epoch(b.event_time) - epoch(a.event_time), 0)),
+                                                b.record_ref) = 1
+        """)
+        other = "CASE WHEN c.side = 'counterparty' THEN 'ledger' ELSE 'counterparty file' END"
+        results = con.sql(f"""
+            SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, c.side, c.record_ref, c.match_ref,
+                   c.outcome,
+                   CASE c.outcome
+                     WHEN 'DUPLICATE' THEN 'key ' || c.match_ref || ' appears ' || c.n_cp || ' time(s) on the counterparty file and '
+                          || c.n_lg || ' time(s) in the ledger; none of them is matched'
+                     WHEN 'AMOUNT_MISMATCH' THEN
+                          (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal ELSE 'counterparty record ' || c.other_ref END)
+                          || ' has the same key, amount differs by ' || (c.cp_amount - c.lg_amount)
+                          || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
+                     WHEN 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says ' || c.cp_status
+                          || ' and the ledger says ' || c.lg_status || ' (S succeeded, F failed, R reversed)'
+                     WHEN 'MATCHED' THEN CASE WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
+                          WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on ' || DATE '{t}'
+                          ELSE 'key, amount and status agree' END
+                     WHEN 'PENDING' THEN '{rule.pending_note.replace("'", "''")} (open since ' || c.origin_date || ')'
+                     ELSE 'no ' || {other} || ' row with key ' || c.match_ref
+                          || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date || ', window ended)' ELSE '' END
+                          || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
+                             || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
+                                     WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
+                                     ELSE (-n.minutes) || ' minutes earlier' END
+                             || ' with another key (' || n.near_key || ')', '')
+                   END AS reason,
+                   c.amount_fen,
+                   c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
+                   c.status, c.cp_status AS counterparty_status, c.lg_status AS ledger_status,
+                   coalesce(c.journal_no, CASE WHEN c.outcome = 'MATCHED' THEN c.lg_journal END) AS journal_no,
+                   CASE WHEN c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH', 'STATUS_MISMATCH') THEN c.other_ref END
+                     AS matched_with,
+                   c.source_file, c.source_line, c.origin_date, c.account_masked, c.account_hash, c.event_time,
+                   c.sign, c.detail
+            FROM classified c LEFT JOIN nearest n USING (record_ref)
+            UNION ALL
+            SELECT '{rule.channel}', DATE '{t}', 'counterparty', _file || ':' || _line, NULL, 'QUARANTINED',
+                   'line ' || _line || ', field ' || _field || ': expected ' || _expected || ', found '
+                     || CASE WHEN _field IN ('pan', 'account_no', 'acct_no', 'PayAcct') THEN '(masked)' ELSE _actual END,
+                   amount_fen, NULL, NULL, NULL, NULL, NULL, NULL, NULL, _file, _line, DATE '{t}', NULL, NULL, NULL,
+                   NULL, NULL
+            FROM cp_quarantine
+            ORDER BY side, source_file NULLS LAST, source_line NULLS LAST, record_ref
+        """).to_arrow_table()
+        return results
+    finally:
+        con.close()
+
+
+def _empty_results() -> pa.Table:
+    con = duckdb.connect()
+    try:
+        return con.sql(f"""
+            SELECT NULL::VARCHAR AS channel, NULL::DATE AS business_date, NULL::VARCHAR AS side,
+                   NULL::VARCHAR AS record_ref, NULL::VARCHAR AS match_ref, NULL::VARCHAR AS outcome,
+                   NULL::VARCHAR AS reason, NULL::BIGINT AS amount_fen, NULL::VARCHAR AS status,
+                   NULL::VARCHAR AS journal_no, NULL::VARCHAR AS source_file, NULL::BIGINT AS source_line,
+                   NULL::DATE AS origin_date, NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash,
+                   NULL::TIMESTAMP AS event_time, NULL::INTEGER AS sign, NULL::VARCHAR AS detail
+            LIMIT 0""").to_arrow_table()
+    finally:
+        con.close()
+
+
+def summarise(results: pa.Table) -> pa.Table:
+    """`recon_summary`: per channel, date, side and outcome, the count and the money (fen)."""
+    con = duckdb.connect()
+    try:
+        con.register("r", results)
+        return con.sql("""
+            SELECT channel, business_date, side, outcome, count(*) AS records, coalesce(sum(amount_fen), 0) AS amount_fen
+            FROM r GROUP BY ALL ORDER BY channel, business_date, side, outcome""").to_arrow_table()
+    finally:
+        con.close()
+
+
+def check_conservation(results: pa.Table, expected: dict[str, tuple[int, int]]) -> dict[str, dict]:
+    """Compare, per side, (records, fen) counted from the inputs with what the outcomes account for.
+
+    `expected` is {side: (count, fen)} taken from the inputs. Returns the per-side breakdown; raises
+    ConservationError naming the side and the difference when anything was lost or counted twice."""
+    con = duckdb.connect()
+    try:
+        con.register("r", results)
+        rows = con.execute("""
+            SELECT side, outcome, count(*), coalesce(sum(amount_fen), 0) FROM r GROUP BY ALL""").fetchall()
+    finally:
+        con.close()
+    report: dict[str, dict] = {}
+    for side, outcome, n, fen in rows:
+        report.setdefault(side, {"records": 0, "amount_fen": 0, "outcomes": {}})
+        report[side]["records"] += n
+        report[side]["amount_fen"] += int(fen)
+        report[side]["outcomes"][outcome] = {"records": n, "amount_fen": int(fen)}
+    for side, (count, fen) in expected.items():
+        got = report.get(side, {"records": 0, "amount_fen": 0})
+        if (got["records"], got["amount_fen"]) != (count, fen):
+            raise ConservationError(
+                f"conservation violated on the {side} side: {count} records / {fen} fen entered, outcomes account "
+                f"for {got['records']} records / {got['amount_fen']} fen")
+    for side in report:
+        if side not in expected:
+            raise ConservationError(f"outcomes on an unexpected side {side!r}")
+    return report
+
+
+def is_break(outcome: str) -> bool:
+    return Outcome(outcome) in BREAKS

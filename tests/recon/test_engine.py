@@ -1,0 +1,132 @@
+"""One small two-sided case per outcome of the mission, conservation asserted on every one."""
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+import pytest
+
+
+from formats.result import empty_quarantine
+from formats.specs.unionpay.acomn import LAYOUT as ACOMN
+from recon.channels import UNIONPAY_ACQ
+from recon.engine import ConservationError, Inputs, check_conservation, reconcile
+
+from .conftest import T, acomn, cp_table, journal, ledger_table
+
+
+def quarantine(rows: list[dict] | None = None) -> pa.Table:
+    q = empty_quarantine(ACOMN)
+    q = q.append_column("_file", pa.array([], pa.string())) if not rows else q
+    if rows:
+        q = pa.Table.from_pylist(rows, schema=q.schema).append_column("_file", pa.array(["IND26112101ACOMN"] * len(rows)))
+    return q
+
+
+def run(cp_rows, lg_rows, *, date=T, carried=None, q_rows=None):
+    cp, lg = cp_table(cp_rows), ledger_table(lg_rows)
+    q = quarantine(q_rows)
+    res = reconcile(UNIONPAY_ACQ, date, Inputs(cp, q, lg, carried), "k")
+    n_carried = 0 if carried is None else sum(1 for r in carried.to_pylist() if r["outcome"] == "PENDING")
+    carried_fen = 0 if carried is None else sum(r["amount_fen"] for r in carried.to_pylist() if r["outcome"] == "PENDING")
+    expected = {"counterparty": (cp.num_rows + q.num_rows, sum(cp["amount_fen"].to_pylist()) + sum(a or 0 for a in q["amount_fen"].to_pylist())),
+                "ledger": (lg.num_rows + n_carried, sum(lg["amount_fen"].to_pylist()) + carried_fen)}
+    check_conservation(res, {k: v for k, v in expected.items() if v[0]})
+    return {(r["side"], r["match_ref"] or r["record_ref"]): r for r in res.to_pylist()}
+
+
+def test_matched():
+    out = run([acomn("000001")], [journal("0000011121100000")])
+    assert out[("counterparty", "0000011121100000")]["outcome"] == "MATCHED"
+    assert out[("ledger", "0000011121100000")]["outcome"] == "MATCHED"
+    assert out[("counterparty", "0000011121100000")]["journal_no"] == "J0000011121100000"
+
+
+def test_amount_mismatch_reason_names_the_difference():
+    out = run([acomn("000002", amount=10150)], [journal("0000021121100000", amount=10000)])
+    r = out[("counterparty", "0000021121100000")]
+    assert r["outcome"] == "AMOUNT_MISMATCH"
+    assert "differs by 150 fen" in r["reason"]
+
+
+def test_status_mismatch_declined_by_cups_but_posted():
+    out = run([acomn("000003", resp="51")], [journal("0000031121100000", status="S")])
+    assert out[("counterparty", "0000031121100000")]["outcome"] == "STATUS_MISMATCH"
+
+
+def test_declined_without_ledger_row_is_matched():
+    out = run([acomn("000004", resp="51")], [])
+    assert out[("counterparty", "0000041121100000")]["outcome"] == "MATCHED"
+
+
+def test_counterparty_only_names_nearest_candidate():
+    out = run([acomn("000005", time="1121100000")], [journal("0000991121100300", time="2026-11-21 10:03:00")])
+    r = out[("counterparty", "0000051121100000")]
+    assert r["outcome"] == "COUNTERPARTY_ONLY"
+    assert "3 minutes later" in r["reason"] and "0000991121100300" in r["reason"]
+    assert out[("ledger", "0000991121100300")]["outcome"] == "LEDGER_ONLY"
+
+
+def test_duplicate_marks_every_record_sharing_the_key():
+    out_rows = reconcile(UNIONPAY_ACQ, T, Inputs(cp_table([acomn("000006"), acomn("000006")]), quarantine(),
+                                                 ledger_table([journal("0000061121100000")]), None), "k").to_pylist()
+    assert [r["outcome"] for r in out_rows] == ["DUPLICATE"] * 3
+
+
+def test_reversal_pair_matches_reversed_original():
+    cp = [acomn("000007", time="1121110000"),
+          acomn("000008", time="1121110500", msg="0420", orig_stan="000007", orig_time="1121110000")]
+    lg = [journal("0000071121110000", status="R", journal_no="J7"),
+          journal("0000081121110500", dr_cr="C", reversal_of="J7", journal_no="J8")]
+    out = run(cp, lg)
+    assert {r["outcome"] for r in out.values()} == {"MATCHED"}
+
+
+def test_reversed_at_cups_but_not_in_ledger_is_status_mismatch():
+    cp = [acomn("000007", time="1121110000"),
+          acomn("000008", time="1121110500", msg="0420", orig_stan="000007", orig_time="1121110000")]
+    lg = [journal("0000071121110000", status="S", journal_no="J7")]
+    out = run(cp, lg)
+    assert out[("counterparty", "0000071121110000")]["outcome"] == "STATUS_MISMATCH"
+    assert out[("counterparty", "0000081121110500")]["outcome"] == "COUNTERPARTY_ONLY"
+
+
+def test_after_cutoff_is_pending_then_matches_next_day():
+    lg_t = [journal("0000091121233000", time="2026-11-21 23:30:00")]
+    day1 = reconcile(UNIONPAY_ACQ, T, Inputs(cp_table([]), quarantine(), ledger_table(lg_t), None), "k")
+    assert day1.to_pylist()[0]["outcome"] == "PENDING"
+    t2 = T + dt.timedelta(days=1)
+    out = run([acomn("000009", time="1121233000")], [], date=t2, carried=day1)
+    assert out[("counterparty", "0000091121233000")]["outcome"] == "MATCHED"
+    assert out[("ledger", "0000091121233000")]["outcome"] == "MATCHED"
+    assert "carried from 2026-11-21" in out[("ledger", "0000091121233000")]["reason"]
+
+
+def test_after_cutoff_missing_next_day_becomes_ledger_only():
+    lg_t = [journal("0000101121233000", time="2026-11-21 23:30:00")]
+    day1 = reconcile(UNIONPAY_ACQ, T, Inputs(cp_table([]), quarantine(), ledger_table(lg_t), None), "k")
+    out = run([], [], date=T + dt.timedelta(days=1), carried=day1)
+    r = out[("ledger", "0000101121233000")]
+    assert r["outcome"] == "LEDGER_ONLY" and "window ended" in r["reason"]
+
+
+def test_quarantined_record_is_counted_with_its_reason():
+    q = [{"_line": 2, "_record": "detail", "_field": "amount_fen", "_expected": "digits", "_actual": "12X",
+          "_raw": b"...", "amount_fen": None}]
+    out = run([acomn("000011")], [journal("0000111121100000")], q_rows=q)
+    r = out[("counterparty", "IND26112101ACOMN:2")]
+    assert r["outcome"] == "QUARANTINED" and "amount_fen" in r["reason"]
+
+
+def test_conservation_violation_raises():
+    res = reconcile(UNIONPAY_ACQ, T, Inputs(cp_table([acomn("000012")]), quarantine(), ledger_table([]), None), "k")
+    with pytest.raises(ConservationError, match="counterparty side"):
+        check_conservation(res, {"counterparty": (2, 20000)})
+
+
+def test_pan_is_masked_and_hashed():
+    out = run([acomn("000013")], [journal("0000131121100000")])
+    r = out[("counterparty", "0000131121100000")]
+    assert r["account_masked"] == "622202*********0123"
+    assert r["account_hash"] == out[("ledger", "0000131121100000")]["account_hash"]
+    assert "6222021234567890123" not in str(r)
