@@ -48,7 +48,8 @@ class ConnectionLost(ConnectorError, Transient):
 
 
 class ServerUnavailable(ConnectorError, Transient):
-    """The server could not be reached or did not complete the SSH handshake (refused, timed out, no banner)."""
+    """The server (SFTP or database) could not be reached, or did not complete the handshake (refused, timed out,
+    no banner)."""
 
 
 # --- Terminal: the configuration, the server's key or the files must change ----------------------------------

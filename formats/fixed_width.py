@@ -22,7 +22,7 @@ from formats.flag import Flag
 from formats.layout import SPACE, Const, FileLayout, Record, SignedFen, Text
 from formats.result import Batch, ReadResult, Totals, check_controls, empty_quarantine, quarantine_table
 
-BATCH_RECORDS = 131_072
+BATCH_RECORDS = 32_768
 
 
 def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from formats.errors import ControlTotalMismatch, StructureError
+from formats.errors import ControlTotalMismatch, DuplicateKey, FileRejected, StructureError
 from formats.flag import Flag, verify_count
-from formats.layout import Count, FileLayout, Sum
+from formats.layout import Count, FileLayout, Sum, Unique
 
 QUARANTINE_COLUMNS = [
     ("_line", pa.int64()),       # 1-based line (or row / element number) in the file
@@ -77,7 +77,10 @@ class ControlCheck:
 
 @dataclass
 class ReadResult:
-    """The outcome of reading one file. Conservation: `detail_count == records.num_rows + quarantined`."""
+    """The outcome of reading one file. Conservation: `detail_count == records.num_rows + quarantined`.
+
+    `header` / `trailer` hold the values of the header (and trailer) records, merged into one dict when a layout
+    has several (TIPS: `HEAD` and `BatchHead3102`); `extra` holds framing facts (the XML's declared encoding)."""
 
     file: str
     layout: str
@@ -95,9 +98,28 @@ class ReadResult:
         return self.quarantine.num_rows
 
     def summary(self) -> dict:
-        return {"file": self.file, "layout": self.layout, "records": self.detail_count,
-                "loaded": self.detail_count - self.quarantined, "quarantined": self.quarantined,
-                "controls": [f"{c.control}: {c.declared} = {c.computed}" for c in self.controls]}
+        """What an operator reads after a parse: counts, the controls that held, and the first quarantine reasons."""
+        out = {"file": self.file, "layout": self.layout, "records": self.detail_count,
+               "loaded": self.detail_count - self.quarantined, "quarantined": self.quarantined,
+               "controls": [f"{c.control}: {c.declared} = {c.computed}" for c in self.controls]}
+        reasons = []
+        if self.quarantined:
+            q = self.quarantine.select(["_line", "_record", "_field", "_expected", "_actual"]).slice(0, 5)
+            for r in q.to_pylist():
+                reasons.append(f"line {r['_line']} {r['_record']}.{r['_field']}: expected {r['_expected']}, "
+                               f"found {r['_actual']!r}")
+        out["quarantine_reasons"] = reasons
+        out.update({k: v for k, v in self.extra.items() if isinstance(v, (str, int))})
+        return out
+
+
+def _filter(t: pa.Table, where: tuple[str, str] | None, where_not: tuple[str, str] | None) -> pa.Table:
+    if where:
+        t = t.filter(pc.fill_null(pc.equal(t[where[0]], where[1]), False))
+    if where_not:
+        # An unreadable value is "not equal": a result line with no readable code is not a success.
+        t = t.filter(pc.fill_null(pc.not_equal(t[where_not[0]], where_not[1]), True))
+    return t
 
 
 class Totals:
@@ -106,10 +128,18 @@ class Totals:
     def __init__(self, layout: FileLayout) -> None:
         self.layout = layout
         self.counts: dict[str, int] = {}
+        self.control_counts: dict[Count, int] = {}
         self.sums: dict[Sum, int] = {}
         self.unreadable: dict[Sum, int] = {}  # first line whose summed amount could not be read
+        self.uniques: dict[Unique, list[pa.Table]] = {}
         self.others: dict[str, list[pa.Table]] = {}
         self.lines = 0
+
+    def _tables(self, batch: Batch, rec: str) -> list[pa.Table]:
+        if rec == self.layout.detail.name:
+            return [batch.records, batch.quarantine]
+        t = batch.others.get(rec)
+        return [t] if t is not None else []
 
     def add(self, batch: Batch) -> None:
         layout = self.layout
@@ -120,69 +150,89 @@ class Totals:
             self.counts[name] = self.counts.get(name, 0) + table.num_rows
             self.others.setdefault(name, []).append(table)
         for c in layout.controls:
-            if not isinstance(c, Sum):
-                continue
-            rec, _, fname = c.of.partition(".")
-            tables = [batch.records, batch.quarantine] if rec == detail else [batch.others.get(rec)]
-            for t in tables:
-                if t is None or not t.num_rows:
+            if isinstance(c, Count):
+                if not (c.where or c.where_not or c.readable):
                     continue
-                if c.where:
-                    t = t.filter(pc.equal(t[c.where[0]], c.where[1]))
-                col = t[fname]
-                if col.null_count and c not in self.unreadable:
-                    nulls = pc.is_null(col)
-                    self.unreadable[c] = t.filter(nulls)["_line"][0].as_py()
-                self.sums[c] = self.sums.get(c, 0) + (pc.sum(col).as_py() or 0)
+                n = 0
+                for t in self._tables(batch, c.record):
+                    t = _filter(t, c.where, c.where_not)
+                    n += t.num_rows - (t[c.readable].null_count if c.readable else 0)
+                self.control_counts[c] = self.control_counts.get(c, 0) + n
+            elif isinstance(c, Unique):
+                rec, _, fname = c.of.partition(".")
+                self.uniques.setdefault(c, []).extend(t.select(["_line", fname]) for t in self._tables(batch, rec)
+                                                      if t.num_rows)
+            else:
+                rec, _, fname = c.of.partition(".")
+                for t in self._tables(batch, rec):
+                    if not t.num_rows:
+                        continue
+                    t = _filter(t, c.where, c.where_not)
+                    col = t[fname]
+                    if col.null_count and c not in self.unreadable and c.unreadable == "reject":
+                        self.unreadable[c] = t.filter(pc.is_null(col))["_line"][0].as_py()
+                    self.sums[c] = self.sums.get(c, 0) + (pc.sum(col).as_py() or 0)
 
-    def finish(self, file_name: str, batches: list[Batch], flag: Flag | None) -> ReadResult:
+    def finish(self, file_name: str, batches: list[Batch], flag: Flag | None, extra: dict | None = None) -> ReadResult:
+        """Check structure, then controls; a failed control raises with `partial` set to what was read."""
         layout = self.layout
-        header = trailer = None
+        header: dict | None = None
+        trailer: dict | None = None
         for rec in layout.records:
             if rec.kind == "detail":
                 continue
             count = self.counts.get(rec.name, 0)
             if count != 1:
-                raise StructureError(file_name, f"the file must have exactly one {rec.name} record",
-                                     expected=1, found=count)
+                raise StructureError(file_name, f"the file must have exactly one {rec.name} record"
+                                     + (" (missing)" if count == 0 else ""), expected=1, found=count)
             row = pa.concat_tables(self.others[rec.name]).to_pylist()[0]
             line = row.pop("_line")
-            if rec.kind == "header" and line != 1:
-                raise StructureError(file_name, f"the {rec.name} must be the first line", line=line)
-            if rec.kind == "trailer" and line != self.lines:
-                raise StructureError(file_name, f"the {rec.name} must be the last line", line=line)
+            if layout.framing == "fixed":
+                if rec.kind == "header" and line != 1:
+                    raise StructureError(file_name, f"the {rec.name} must be the first line", line=line)
+                if rec.kind == "trailer" and line != self.lines:
+                    raise StructureError(file_name, f"the {rec.name} must be the last line", line=line)
             if rec.kind == "header":
-                header = row
-            else:
-                trailer = row
+                header = {**(header or {}), **row}
+            elif rec.kind == "trailer":
+                trailer = {**(trailer or {}), **row}
         records = pa.concat_tables([b.records for b in batches]) if batches else None
         quarantine = pa.concat_tables([b.quarantine for b in batches]) if batches else empty_quarantine(layout)
         quarantine = quarantine.sort_by("_line")
+        detail_names = {r.name for r in layout.details}
         for rec in layout.records:
-            if rec.kind != "detail":
+            if rec.name not in detail_names:
                 bad = quarantine.filter(pc.equal(quarantine["_record"], rec.name))
                 if bad.num_rows:
                     q = bad.to_pylist()[0]
                     raise StructureError(file_name, f"{rec.name}.{q['_field']} is unreadable", line=q["_line"],
                                          expected=q["_expected"], found=q["_actual"])
-        detail_count = self.counts.get(layout.detail.name, 0)
-        checks = check_controls(layout, file_name, self, {"header": header, "trailer": trailer}, flag)
-        if flag is not None:
-            verify_count(file_name, flag, detail_count)
         if records is None:
             records = pa.schema([("_line", pa.int64()), *layout.arrow_schema()]).empty_table()
-        return ReadResult(file_name, layout.name, records, quarantine, header, trailer, checks, detail_count,
-                          self.lines)
+        detail_count = self.counts.get(layout.detail.name, 0)
+        result = ReadResult(file_name, layout.name, records, quarantine, header, trailer, [], detail_count,
+                            self.lines, dict(extra or {}))
+        try:
+            result.controls = check_controls(layout, file_name, self, {"header": header, "trailer": trailer}, flag)
+            if flag is not None:
+                verify_count(file_name, flag, detail_count)
+        except FileRejected as e:
+            e.partial = result
+            raise
+        return result
 
 
 def check_controls(layout: FileLayout, file_name: str, totals: Totals, single: dict, flag: Flag | None):
     """Compare every declared control with what was read; the first mismatch rejects the file."""
     values = {}
     for rec in layout.records:
-        if rec.kind != "detail":
+        if rec.kind not in ("detail", "heading"):
             values[rec.name] = single.get(rec.kind) or {}
     checks = []
     for c in layout.controls:
+        if isinstance(c, Unique):
+            _check_unique(file_name, c, totals.uniques.get(c, []))
+            continue
         if c.equals == "flag":
             if flag is None:
                 continue
@@ -190,17 +240,42 @@ def check_controls(layout: FileLayout, file_name: str, totals: Totals, single: d
         else:
             rec, _, fname = c.equals.partition(".")
             declared = values.get(rec, {}).get(fname)
+        flt = ""
+        if c.where:
+            flt = f" where {c.where[0]}={c.where[1]}"
+        if c.where_not:
+            flt = f" where {c.where_not[0]}!={c.where_not[1]}"
         if isinstance(c, Count):
-            computed, name = totals.counts.get(c.record, 0), f"count of {c.record} = {c.equals}"
+            if c in totals.control_counts or c.where or c.where_not or c.readable:
+                computed = totals.control_counts.get(c, 0)
+            else:
+                computed = totals.counts.get(c.record, 0)
+            readable = f" with a readable {c.readable}" if c.readable else ""
+            name = f"count of {c.record}{flt}{readable} = {c.equals}"
         else:
             if c in totals.unreadable:
                 raise ControlTotalMismatch(
                     file_name, f"an amount is unreadable, so the control total {c.equals} cannot be checked",
                     line=totals.unreadable[c])
-            where = f" where {c.where[0]}={c.where[1]}" if c.where else ""
-            computed, name = totals.sums.get(c, 0), f"sum of {c.of}{where} = {c.equals}"
+            computed, name = totals.sums.get(c, 0), f"sum of {c.of}{flt} = {c.equals}"
         if declared != computed:
             raise ControlTotalMismatch(file_name, f"control total {name} does not hold",
                                        expected=f"{declared} (declared)", found=f"{computed} (computed)")
         checks.append(ControlCheck(name, int(declared), int(computed)))
     return checks
+
+
+def _check_unique(file_name: str, c: Unique, tables: list[pa.Table]) -> None:
+    if not tables:
+        return
+    fname = c.of.partition(".")[2]
+    t = pa.concat_tables(tables).combine_chunks()
+    t = t.filter(pc.is_valid(t[fname]))
+    counts = pc.value_counts(t[fname])
+    dup = counts.filter(pc.greater(counts.field("counts"), 1))
+    if len(dup):
+        value = dup.field("values")[0]
+        lines = t.filter(pc.equal(t[fname], value))["_line"].to_pylist()
+        raise DuplicateKey(file_name, f"{c.of} must be unique; {value.as_py()!r} appears on lines "
+                           + ", ".join(map(str, lines)), line=lines[1], expected="unique values",
+                           found=f"{len(dup)} repeated value(s)")

@@ -1,0 +1,336 @@
+"""The nightly chain for one channel and business date, step by step: fetch, parse, ledger, match, clear, report.
+
+The CLI (`duizhang run`) and the Airflow DAG tasks call these same functions. Every step is keyed by
+(channel, business date, file version), reads only what earlier steps published, and replaces its own outputs
+atomically, so running or rerunning any step gives the same bytes and never duplicates a row or a file.
+Steps take a lock per (channel, date): two runs of the same date never interleave (the second waits).
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from clearing.entries import Line, pair, suspense_vouchers, write_entries
+from clearing.unionpay import unionpay_net
+from connectors.sftp import open_source
+from formats import registry
+from formats.errors import FileRejected, Terminal, Transient
+from formats.flag import parse_flag
+from recon.channels import CHANNELS
+from recon.engine import Inputs, check_conservation, reconcile, summarise
+from duizhang.channels import CHANNEL_FILES
+from duizhang.workdir import Workdir, now, write_parquet
+
+log = logging.getLogger("duizhang.pipeline")
+
+PAN_KEY_ENV = "DUIZHANG_PAN_HASH_KEY"
+
+
+class NothingToReconcile(Terminal):
+    """A step found no input where one is required (no file delivered, no ledger rows)."""
+
+
+class RunLocked(Transient):
+    """Another run holds the lock of this channel and date; retry later."""
+
+
+@contextlib.contextmanager
+def locked(wd: Workdir, channel: str, date: dt.date, timeout: float = 600) -> Iterator[None]:
+    path = wd.root / "locks"
+    path.mkdir(exist_ok=True)
+    with open(path / f"{channel}_{date:%Y%m%d}.lock", "w") as f:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RunLocked(f"{channel} {date}: another run holds the lock for {timeout:.0f} s") from None
+                time.sleep(0.5)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+# --- 1. fetch ---------------------------------------------------------------------------------------------
+
+
+def fetch(channel: str, date: dt.date, source: str, wd: Workdir, *, wait_seconds: float = 0) -> list[dict]:
+    """Download the channel's files for T with their flags, verify them and register them.
+
+    A file already registered with the same content is recognised and not stored twice; a changed file under a
+    known name becomes the next version, kept beside the old one."""
+    spec = CHANNEL_FILES[channel]
+    matcher = spec.matcher(date)
+    remote_dir = spec.remote_dir(date)
+    staging = wd.landing(channel, date) / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    registered = []
+    with locked(wd, channel, date), open_source(source) as src:
+        if wait_seconds:
+            src.wait_for(remote_dir, [matcher.pattern], timeout=wait_seconds)
+        names = sorted(e.name for e in src.list(remote_dir)
+                       if matcher.match(e.name.removesuffix(".gz")) and not e.name.endswith((".ok", ".tmp")))
+        if not names:
+            raise NothingToReconcile(f"{channel} {date}: no file matching {matcher.pattern} in {remote_dir} "
+                                     f"on {source if '@' not in str(source) else 'the SFTP server'}")
+        for name in names:
+            got = src.fetch(remote_dir, name, staging)
+            registered.append(_register(wd, channel, date, got))
+    shutil.rmtree(staging, ignore_errors=True)
+    return registered
+
+
+def _register(wd: Workdir, channel: str, date: dt.date, got) -> dict:
+    d = date.isoformat()
+    with wd.control() as db:
+        db.execute("BEGIN IMMEDIATE")
+        known = db.execute("SELECT * FROM files WHERE channel=? AND business_date=? AND name=? AND md5=?",
+                           (channel, d, got.name, got.md5)).fetchone()
+        if known and Path(known["local_path"]).exists():
+            db.execute("COMMIT")
+            log.info("%s %s: %s already received as version %s (same MD5): not stored again",
+                     channel, d, got.name, known["version"])
+            return dict(known) | {"duplicate": True}
+        version = db.execute("SELECT coalesce(max(version), 0) + 1 FROM files WHERE channel=? AND business_date=? "
+                             "AND name=?", (channel, d, got.name)).fetchone()[0]
+        if known:
+            version = known["version"]
+        target = wd.landing(channel, date) / f"v{version}" / got.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(got.local_path, target)
+        (target.parent / f"{got.name}.ok").write_bytes(got.flag.render())
+        db.execute("INSERT OR REPLACE INTO files (channel, business_date, name, version, md5, size, flag_records,"
+                   " local_path, received_at, status) VALUES (?,?,?,?,?,?,?,?,?, 'received')",
+                   (channel, d, got.name, version, got.md5, got.size, got.flag.record_count, str(target), now()))
+        db.execute("COMMIT")
+    log.info("%s %s: registered %s version %d (%d bytes, %d records by its flag, md5 %s)",
+             channel, d, got.name, version, got.size, got.flag.record_count, got.md5)
+    return {"channel": channel, "business_date": d, "name": got.name, "version": version, "md5": got.md5,
+            "size": got.size, "flag_records": got.flag.record_count, "local_path": str(target), "duplicate": False}
+
+
+def current_files(wd: Workdir, channel: str, date: dt.date) -> list[dict]:
+    """The files of T that count: per name the latest version; for UnionPay/PBOC only the highest NN."""
+    spec = CHANNEL_FILES[channel]
+    with wd.control() as db:
+        rows = [dict(r) for r in db.execute(
+            "SELECT * FROM files f WHERE channel=? AND business_date=? AND version = (SELECT max(version) FROM files "
+            "g WHERE g.channel=f.channel AND g.business_date=f.business_date AND g.name=f.name) ORDER BY name",
+            (channel, date.isoformat()))]
+    if spec.latest_sequence_wins and rows:
+        matcher = spec.matcher(date)
+        rows = [max(rows, key=lambda r: matcher.match(r["name"].removesuffix(".gz")).group("seq"))]
+    return rows
+
+
+# --- 2. parse ---------------------------------------------------------------------------------------------
+
+
+def parse(channel: str, date: dt.date, wd: Workdir) -> dict:
+    """Read the current file(s) of T into Parquet with their quarantine; a rejected file stops the channel."""
+    spec = CHANNEL_FILES[channel]
+    files = current_files(wd, channel, date)
+    if not files:
+        raise NothingToReconcile(f"{channel} {date}: no file registered; run the fetch step first")
+    out_dir = wd.parsed(channel, date)
+    manifest = {"channel": channel, "business_date": date.isoformat(), "files": []}
+    with locked(wd, channel, date):
+        for f in files:
+            path = Path(f["local_path"])
+            flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
+            stem = f"{f['name']}.v{f['version']}"
+            try:
+                result = registry.read_to_parquet(path, spec.layout, out_dir / f"{stem}.parquet", flag)
+            except FileRejected as e:
+                _set_status(wd, f, "rejected", str(e))
+                raise
+            quarantine = result.quarantine.append_column("_file", pa.array([f["name"]] * result.quarantined,
+                                                                             pa.string()))
+            write_parquet(quarantine, out_dir / f"{stem}.quarantine.parquet")
+            amounts = _amounts(out_dir / f"{stem}.parquet", quarantine)
+            manifest["files"].append({"name": f["name"], "version": f["version"], "md5": f["md5"],
+                                      "records": result.detail_count, "quarantined": result.quarantined,
+                                      "amount_fen": amounts, "parquet": f"{stem}.parquet",
+                                      "quarantine": f"{stem}.quarantine.parquet"})
+            _set_status(wd, f, "parsed", json.dumps(result.summary(), ensure_ascii=False))
+            log.info("%s %s: parsed %s v%d: %d records, %d quarantined", channel, date, f["name"], f["version"],
+                     result.detail_count, result.quarantined)
+        _write_json(out_dir / "manifest.json", manifest)
+    return manifest
+
+
+def _amounts(parquet: Path, quarantine: pa.Table) -> int:
+    good = duckdb.execute(f"SELECT coalesce(sum(amount_fen), 0) FROM read_parquet('{parquet.as_posix()}')").fetchone()[0]
+    return int(good) + int(pc.sum(quarantine["amount_fen"]).as_py() or 0)
+
+
+def _set_status(wd: Workdir, f: dict, status: str, detail: str) -> None:
+    with wd.control() as db:
+        db.execute("UPDATE files SET status=?, detail=? WHERE channel=? AND business_date=? AND name=? AND md5=?",
+                   (status, detail, f["channel"], f["business_date"], f["name"], f["md5"]))
+
+
+# --- 3. ledger --------------------------------------------------------------------------------------------
+
+
+def load_ledger(date: dt.date, ledger: str, wd: Workdir) -> Path:
+    """Bring the core journal of T into Parquet: from a database URL (SQLAlchemy) or a CSV extract with flag.
+
+    `ledger` is a URL (`postgresql+psycopg2://...`), a CSV file, or a directory holding
+    `CORE_JOURNAL_{YYYYMMDD}.csv` and its `.ok`. An empty journal stops the run (a fault upstream)."""
+    out = wd.ledger_extract(date)
+    if "://" in ledger:
+        from connectors.ledger import extract_journal
+        extract_journal(ledger, date, out)
+    else:
+        path = Path(ledger)
+        if path.is_dir():
+            path = path / f"CORE_JOURNAL_{date:%Y%m%d}.csv"
+        flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
+        result = registry.read_to_parquet(path, "ledger.journal", out, flag)
+        if result.quarantined:
+            raise FileRejected(path.name, f"{result.quarantined} journal rows are unreadable; the extract must be "
+                               "corrected upstream (first: line "
+                               f"{result.quarantine['_line'][0].as_py()}, {result.quarantine['_field'][0].as_py()})")
+    rows = duckdb.execute(f"SELECT count(*) FROM read_parquet('{out.as_posix()}') WHERE acct_date = DATE '{date}'").fetchone()[0]
+    if rows == 0:
+        out.unlink()
+        raise NothingToReconcile(f"the core journal has no rows for {date}: an empty extract is a fault upstream; "
+                                 "nothing was matched")
+    return out
+
+
+# --- 4. match ---------------------------------------------------------------------------------------------
+
+
+def match(channel: str, date: dt.date, wd: Workdir) -> dict:
+    """Reconcile T for the channel; publish recon_result, recon_summary and quarantine; check conservation."""
+    rule = CHANNELS[channel]
+    manifest = _read_json(wd.parsed(channel, date) / "manifest.json")
+    parsed = wd.parsed(channel, date)
+    cp = pa.concat_tables([pq.read_table(parsed / f["parquet"]).append_column(
+        "_file", pa.array([f["name"]] * pq.read_metadata(parsed / f["parquet"]).num_rows, pa.string()))
+        for f in manifest["files"]])
+    quarantine = pa.concat_tables([pq.read_table(parsed / f["quarantine"]) for f in manifest["files"]])
+    ledger = pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", rule.ledger_channel)])
+    prev = wd.read_table("recon_result", channel, date - dt.timedelta(days=1))
+    key = wd.secret("pan_hash_key", PAN_KEY_ENV)
+    with locked(wd, channel, date):
+        results = reconcile(rule, date, Inputs(cp, quarantine, ledger, prev), key)
+        carried = [r for r in (prev.to_pylist() if prev is not None else []) if r["outcome"] == "PENDING"]
+        lg_today = ledger.filter(pc.equal(ledger["acct_date"], pa.scalar(date, pa.date32())))
+        expected = {
+            "counterparty": (sum(f["records"] for f in manifest["files"]), sum(f["amount_fen"] for f in manifest["files"])),
+            "ledger": (lg_today.num_rows + len(carried),
+                       int(pc.sum(lg_today["amount_fen"]).as_py() or 0) + sum(r["amount_fen"] for r in carried)),
+        }
+        conservation = check_conservation(results, {k: v for k, v in expected.items() if v[0]})
+        summary = summarise(results)
+        wd.publish("recon_result", channel, date, results)
+        wd.publish("recon_summary", channel, date, summary)
+        wd.publish("quarantine", channel, date, _analyst_quarantine(quarantine, channel, date))
+    out = {"channel": channel, "business_date": date.isoformat(), "conservation": conservation,
+           "carried_in": len(carried), "previous_day_results": prev is not None}
+    _write_json(parsed / "match.json", out)
+    return out
+
+
+def _analyst_quarantine(q: pa.Table, channel: str, date: dt.date) -> pa.Table:
+    """What analysts see of the quarantine: no raw bytes, and card numbers never in clear."""
+    masked = pc.if_else(pc.is_in(q["_field"], pa.array(["pan", "account_no", "transfer_in_pan"])), "(masked)",
+                        q["_actual"])
+    return pa.table({"channel": pa.array([channel] * q.num_rows, pa.string()),
+                     "business_date": pa.array([date] * q.num_rows, pa.date32()),
+                     "file": q["_file"], "line": q["_line"], "record": q["_record"], "field": q["_field"],
+                     "expected": q["_expected"], "found": masked, "amount_fen": q["amount_fen"]})
+
+
+# --- 5. clear ---------------------------------------------------------------------------------------------
+
+
+def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
+    """Net position and the balanced accounting entries file (ENTRIES_{LEDGER_CHANNEL}_{YYYYMMDD}_01.csv)."""
+    rule = CHANNELS[channel]
+    parsed = wd.parsed(channel, date)
+    manifest = _read_json(parsed / "manifest.json")
+    results = wd.read_table("recon_result", channel, date)
+    if results is None:
+        raise NothingToReconcile(f"{channel} {date}: no reconciliation results; run the match step first")
+    lines: list[Line] = []
+    clearing = {"channel": channel, "business_date": date.isoformat()}
+    if channel == "unionpay_acq":
+        acomn = pa.concat_tables([pq.read_table(parsed / f["parquet"]) for f in manifest["files"]])
+        net = unionpay_net(acomn)
+        ref = ",".join(f"{f['name']}#v{f['version']}" for f in manifest["files"])
+        lines += pair(f"CLR-{rule.ledger_channel}-{date:%Y%m%d}-TXN", "CUPS-CLR", "MERCH-STL", net.transactions_fen,
+                      f"{rule.ledger_channel} {date} clearing: purchases and withdrawals less refunds", ref)
+        fee_accounts = ("CUPS-CLR", "FEE-INC") if net.fees_fen > 0 else ("FEE-EXP", "CUPS-CLR")
+        lines += pair(f"CLR-{rule.ledger_channel}-{date:%Y%m%d}-FEE", *fee_accounts, abs(net.fees_fen),
+                      f"{rule.ledger_channel} {date} clearing: fees", ref)
+        clearing |= {"transactions_fen": net.transactions_fen, "fees_fen": net.fees_fen, "net_fen": net.net_fen,
+                     "settled_records": net.settled_records}
+    lines += suspense_vouchers(results, rule.ledger_channel, rule.clearing_account, date)
+    out = wd.outbox(channel, date) / f"ENTRIES_{rule.ledger_channel}_{date:%Y%m%d}_01.csv"
+    with locked(wd, channel, date):
+        write_entries(lines, date, out)
+        clearing |= {"vouchers": len({line.voucher_no for line in lines}), "entry_lines": len(lines),
+                     "entries_file": str(out)}
+        wd.publish("clearing", channel, date, pa.Table.from_pylist([{
+            k: clearing.get(k) for k in ("channel", "transactions_fen", "fees_fen", "net_fen", "vouchers",
+                                         "entry_lines")} | {"business_date": date}]))
+    _write_json(parsed / "clear.json", clearing)
+    return clearing
+
+
+# --- 6. report --------------------------------------------------------------------------------------------
+
+
+def report(channel: str, date: dt.date, wd: Workdir) -> dict:
+    """Refresh the analysts' views and return the night's summary for this channel and date."""
+    wd.refresh_views()
+    parsed = wd.parsed(channel, date)
+    summary = wd.read_table("recon_summary", channel, date)
+    return {"channel": channel, "business_date": date.isoformat(),
+            "files": _read_json(parsed / "manifest.json")["files"],
+            "outcomes": summary.to_pylist() if summary is not None else [],
+            "match": _read_json(parsed / "match.json"), "clearing": _read_json(parsed / "clear.json"),
+            "warehouse": str(wd.root / "warehouse.duckdb"), "outbox": str(wd.outbox(channel, date))}
+
+
+def run(channel: str, date: dt.date, source: str, ledger: str, wd: Workdir) -> dict:
+    """The whole chain for one channel and date, without Airflow."""
+    fetch(channel, date, source, wd)
+    parse(channel, date, wd)
+    load_ledger(date, ledger, wd)
+    match(channel, date, wd)
+    clear(channel, date, wd)
+    return report(channel, date, wd)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, path)
+
+
+def _read_json(path: Path) -> dict:
+    if not path.exists():
+        raise NothingToReconcile(f"{path.name} is missing in {path.parent}: run the earlier steps first")
+    return json.loads(path.read_text())

@@ -1,0 +1,137 @@
+"""Where a run keeps its state: landing files, parsed Parquet, the warehouse, outgoing files, the control database.
+
+Storage design (so that channels run in parallel and analysts read while the night runs):
+- every published table is Parquet, one file per (table, channel, business date), written to a temporary name
+  and renamed: a reader sees the old file or the new one, never half of one, and two channels never write the
+  same file;
+- `warehouse.duckdb` holds only views over those files, so analysts open it read-only and never block a run;
+- `control.db` (SQLite, WAL) holds the small transactional state: the file registry, deliveries and run locks.
+"""
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+WAREHOUSE_TABLES = ("recon_result", "recon_summary", "file_registry_snapshot", "quarantine", "clearing")
+
+_CONTROL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    channel TEXT NOT NULL, business_date TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    md5 TEXT NOT NULL, size INTEGER NOT NULL, flag_records INTEGER NOT NULL, local_path TEXT NOT NULL,
+    received_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'received', detail TEXT,
+    PRIMARY KEY (channel, business_date, name, md5)
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    channel TEXT NOT NULL, business_date TEXT NOT NULL, name TEXT NOT NULL, md5 TEXT NOT NULL,
+    destination TEXT NOT NULL, delivered_at TEXT NOT NULL, status TEXT NOT NULL,
+    PRIMARY KEY (channel, business_date, name, md5)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    channel TEXT NOT NULL, business_date TEXT NOT NULL, step TEXT NOT NULL, finished_at TEXT NOT NULL,
+    summary TEXT NOT NULL, PRIMARY KEY (channel, business_date, step)
+);
+"""
+
+
+class Workdir:
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        with self.control() as db:
+            db.executescript(_CONTROL_SCHEMA)
+
+    # --- paths -------------------------------------------------------------------------------------------
+    def landing(self, channel: str, date: dt.date) -> Path:
+        return self._dir("landing", channel, date.strftime("%Y%m%d"))
+
+    def parsed(self, channel: str, date: dt.date) -> Path:
+        return self._dir("parsed", channel, date.strftime("%Y%m%d"))
+
+    def outbox(self, channel: str, date: dt.date) -> Path:
+        return self._dir("outbox", channel, date.strftime("%Y%m%d"))
+
+    def ledger_extract(self, date: dt.date) -> Path:
+        return self._dir("ledger") / f"core_journal_{date:%Y%m%d}.parquet"
+
+    def table_path(self, table: str, channel: str, date: dt.date) -> Path:
+        return self._dir("warehouse", table, f"channel={channel}", f"business_date={date.isoformat()}") / "part.parquet"
+
+    def _dir(self, *parts: str) -> Path:
+        path = self.root.joinpath(*parts)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    # --- the warehouse -----------------------------------------------------------------------------------
+    def publish(self, table: str, channel: str, date: dt.date, data: pa.Table) -> Path:
+        """Replace the (table, channel, date) partition atomically; reruns overwrite, never append."""
+        path = self.table_path(table, channel, date)
+        write_parquet(data, path)
+        return path
+
+    def read_table(self, table: str, channel: str, date: dt.date) -> pa.Table | None:
+        path = self.table_path(table, channel, date)
+        return pq.read_table(path) if path.exists() else None
+
+    def refresh_views(self) -> Path:
+        """(Re)create `warehouse.duckdb`: one view per published table over its Parquet partitions."""
+        db_path = self.root / "warehouse.duckdb"
+        tmp = db_path.with_name(".warehouse.duckdb.tmp")
+        tmp.unlink(missing_ok=True)
+        con = duckdb.connect(str(tmp))
+        try:
+            for table in sorted(p.name for p in (self.root / "warehouse").glob("*") if p.is_dir()):
+                glob = (self.root / "warehouse" / table / "**" / "*.parquet").as_posix()
+                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = false,"
+                            f" union_by_name = true)")
+            from duizhang.views import ANALYST_VIEWS
+            existing = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
+            for name, (needs, sql) in ANALYST_VIEWS.items():
+                if needs <= existing:
+                    con.execute(f"CREATE VIEW {name} AS {sql}")
+        finally:
+            con.close()
+        os.replace(tmp, db_path)
+        return db_path
+
+    # --- control database --------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def control(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.root / "control.db", timeout=60, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA busy_timeout=60000")
+            db.row_factory = sqlite3.Row
+            yield db
+        finally:
+            db.close()
+
+    def secret(self, name: str, env: str) -> str:
+        """A secret from the environment, else one generated once for this workdir (mode 0600, never logged)."""
+        if value := os.environ.get(env):
+            return value
+        path = self._dir("secrets") / name
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return path.read_text().strip()
+
+
+def write_parquet(data: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    pq.write_table(data, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def now() -> str:
+    """Wall-clock time, only for registry metadata (never inside an output file)."""
+    return dt.datetime.now().isoformat(timespec="seconds")

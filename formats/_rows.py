@@ -1,0 +1,204 @@
+"""What the delimited, XML and Excel engines share: typing rows of field texts, and rendering typed columns.
+
+An engine splits its framing into `RawRow`s (one per record: its line, its raw bytes, the text of each field);
+`type_rows` turns the rows of one record type into a typed Arrow table and a quarantine, a column at a time, with
+the field types of `layout.py`. Nothing here knows about lines, separators, elements or cells.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from formats.errors import FieldOverflow, RecordRuleBroken, UnwritableValue
+from formats.layout import Const, CountOf, Field, FileLayout, Record, Repeated, SumOf, Text
+from formats.result import quarantine_table
+
+
+@dataclass
+class RawRow:
+    """One record as the engine found it: `values[i]` is the text of field i (None: absent; for a `Repeated`
+    field, a list of dicts of item texts). `error` = (field, expected, found) when the engine already knows the
+    row is bad (wrong number of fields, a number cell where text belongs, undecodable bytes)."""
+
+    line: int
+    raw: bytes
+    values: list
+    error: tuple[str, str, str] | None = None
+    cell_errors: dict[int, tuple[str, str]] = field(default_factory=dict)  # field index -> (expected, found)
+
+
+def _byte_lengths(texts: pa.Array, encoding: str) -> np.ndarray:
+    if pc.all(pc.fill_null(pc.string_is_ascii(texts), True)).as_py() in (True, None):
+        return pc.fill_null(pc.binary_length(texts.cast(pa.binary())), 0).to_numpy(zero_copy_only=False)
+    return np.array([len(t.encode(encoding, "replace")) if t is not None else 0 for t in texts.to_pylist()])
+
+
+def _parse_repeated(rows: list[RawRow], index: int, ftype: Repeated, layout: FileLayout):
+    """A `Repeated` field of every row -> a list<struct> array, and per row the first bad item field (or None)."""
+    items_per_row = [r.values[index] if index < len(r.values) and r.values[index] is not None else [] for r in rows]
+    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+    np.cumsum([len(x) for x in items_per_row], out=offsets[1:])
+    flat = [item for items in items_per_row for item in items]
+    owner = np.repeat(np.arange(len(rows)), np.diff(offsets))
+    children, bad_item = [], [None] * len(rows)
+    for f in ftype.record.fields:
+        texts = pa.array([item.get(f.element) for item in flat], pa.string())
+        parsed = f.type.parse(texts)
+        children.append(parsed.values)
+        for i in np.flatnonzero(parsed.bad):
+            r = int(owner[i])
+            if bad_item[r] is None:
+                bad_item[r] = (f"{f.name}", f.type.expected, texts[int(i)].as_py())
+    struct = pa.StructArray.from_arrays(children, names=list(ftype.record.names)) if flat else \
+        pa.array([], ftype.arrow_type.value_type)
+    return pa.ListArray.from_arrays(pa.array(offsets), struct), bad_item
+
+
+def type_rows(rows: list[RawRow], rec: Record, layout: FileLayout, file_name: str,
+              schema_record: Record | None = None) -> tuple[pa.Table, pa.Table | None]:
+    """Type the rows of one record type. Returns (good rows with `_line`, quarantine or None).
+
+    A row is quarantined at its first failing field: an engine-found error first, then each field's type, then
+    the record's `checks`. A check with `reject_file` raises `RecordRuleBroken` instead. `schema_record` (a
+    variant layout's widest detail) gives the output columns; fields it has and `rec` lacks are null."""
+    n = len(rows)
+    lines = np.array([r.line for r in rows], dtype=np.int64)
+    first_bad = np.full(n, -1, dtype=np.int64)
+    reasons: dict[int, tuple[str, str, str]] = {}
+
+    def mark(bad: np.ndarray, why) -> None:
+        for i in np.flatnonzero(bad & (first_bad < 0)):
+            first_bad[i] = 1
+            reasons[int(i)] = why(int(i))
+
+    pre = np.array([r.error is not None for r in rows], dtype=bool)
+    mark(pre, lambda i: rows[i].error)
+    columns: dict[str, pa.Array] = {"_line": pa.array(lines, pa.int64())}
+    texts_of: dict[str, pa.Array] = {}
+    for idx, f in enumerate(rec.fields):
+        cell_bad = np.array([idx in r.cell_errors for r in rows], dtype=bool)
+        mark(cell_bad, lambda i, idx=idx, f=f: (f.name, *rows[i].cell_errors[idx]))
+        if isinstance(f.type, Repeated):
+            values, bad_item = _parse_repeated(rows, idx, f.type, layout)
+            columns[f.name] = values
+            mark(np.array([b is not None for b in bad_item], dtype=bool),
+                 lambda i, f=f: (f"{f.name}.{bad_item[i][0]}", bad_item[i][1], bad_item[i][2]))
+            continue
+        texts = pa.array([r.values[idx] if idx < len(r.values) else None for r in rows], pa.string())
+        if layout.empty_is_null:
+            texts = pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
+        texts_of[f.name] = texts
+        parsed = f.type.parse(texts)
+        bad = parsed.bad.copy()
+        if isinstance(f.type, Text) and f.type.max_bytes:
+            bad |= _byte_lengths(texts, layout.encoding) > f.type.max_bytes
+        mark(bad, lambda i, f=f, texts=texts: (f.name, f.type.expected, texts[i].as_py()))
+        columns[f.name] = parsed.values
+    for chk in rec.checks:
+        _apply_check(chk, rec, columns, texts_of, rows, mark, file_name)
+    out_rec = schema_record or rec
+    table = pa.table({"_line": columns["_line"],
+                      **{f.name: columns[f.name] if f.name in columns else pa.nulls(n, f.type.arrow_type)
+                         for f in out_rec.fields}})
+    bad_rows = np.flatnonzero(first_bad >= 0)
+    if not len(bad_rows):
+        return table, None
+    q_rows = [(int(lines[i]), rows[i].raw, rec.name, *reasons[int(i)]) for i in bad_rows]
+    typed = table.take(pa.array(bad_rows)) if rec.kind == "detail" else None
+    quarantine = quarantine_table(layout, q_rows, typed=typed)
+    good = np.ones(n, dtype=bool)
+    good[bad_rows] = False
+    return table.filter(pa.array(good)), quarantine
+
+
+def _apply_check(chk, rec: Record, columns, texts_of, rows, mark, file_name: str) -> None:
+    if isinstance(chk, SumOf):
+        n = len(rows)
+        known = ~pc.is_null(columns[chk.total]).to_numpy(zero_copy_only=False)
+        total = pc.fill_null(columns[chk.total], 0).to_numpy(zero_copy_only=False)
+        acc = np.zeros(n, dtype=np.int64)
+        for part in chk.parts:
+            base, _, sub = part.partition(".")
+            col = columns[base]
+            if sub:  # Σ over the items of a Repeated field, exact in int64 (np.add.at, not a float bincount)
+                lengths = pc.fill_null(pc.list_value_length(col), 0).to_numpy(zero_copy_only=False)
+                owner = np.repeat(np.arange(n), lengths)
+                items = pc.list_flatten(col).field(sub)
+                known[owner[pc.is_null(items).to_numpy(zero_copy_only=False)]] = False
+                np.add.at(acc, owner, pc.fill_null(items, 0).to_numpy(zero_copy_only=False))
+            else:
+                known &= ~pc.is_null(col).to_numpy(zero_copy_only=False)
+                acc += pc.fill_null(col, 0).to_numpy(zero_copy_only=False)
+        broken = known & (total != acc)
+        what = " + ".join(chk.parts) if len(chk.parts) > 1 else f"the sum of {chk.parts[0]}"
+        if chk.reject_file and broken.any():
+            i = int(np.flatnonzero(broken)[0])
+            raise RecordRuleBroken(file_name, f"{rec.name}.{chk.total} must equal {what}", line=rows[i].line,
+                                   expected=int(acc[i]), found=int(total[i]))
+        mark(broken, lambda i: (chk.total, f"{what} = {acc[i]} fen", f"{total[i]} fen"))
+    elif isinstance(chk, CountOf):
+        count = columns[chk.count]
+        known = ~pc.is_null(count).to_numpy(zero_copy_only=False)
+        items = pc.list_value_length(columns[chk.items]).to_numpy(zero_copy_only=False)
+        values = pc.fill_null(count, 0).to_numpy(zero_copy_only=False)
+        broken = known & (values != items)
+        if chk.reject_file and broken.any():
+            i = int(np.flatnonzero(broken)[0])
+            raise RecordRuleBroken(file_name, f"{rec.name}.{chk.count} must equal the number of {chk.items} items",
+                                   line=rows[i].line, expected=int(items[i]), found=int(values[i]))
+        mark(broken, lambda i: (chk.count, f"= number of {chk.items} items ({items[i]})", str(values[i])))
+
+
+# --- rendering ------------------------------------------------------------------------------------------------
+
+
+def accepts_empty(f: Field, layout: FileLayout) -> bool:
+    """Whether the field may be written empty (a null value): a blank-able type."""
+    return bool(getattr(f.type, "blank", False))
+
+
+def column_values(table_or_row: pa.Table | dict | None, f: Field, rec: Record, n: int) -> pa.Array:
+    """The values of field `f` for `n` rows, from a table or a one-row dict; a missing Const is its constant."""
+    if isinstance(table_or_row, pa.Table):
+        if f.name in table_or_row.column_names:
+            return table_or_row.column(f.name).combine_chunks()
+    elif table_or_row is not None and f.name in table_or_row:
+        return pa.array([table_or_row[f.name]], type=f.type.arrow_type)
+    if isinstance(f.type, Const):
+        return pa.array([f.type.value] * n, pa.string())
+    if isinstance(f.type, Text):
+        return pa.nulls(n, pa.string())
+    raise UnwritableValue(rec.name, f.name, None, "no value given (missing column)")
+
+
+def render_texts(values: pa.Array, f: Field, rec: Record, layout: FileLayout) -> list[str | None]:
+    """Typed values -> wire texts (None where the value is null and the field may be empty).
+
+    A null where the field is required raises `UnwritableValue`; a text longer than `max_bytes` in the file's
+    encoding raises `FieldOverflow`. Nothing is shortened or defaulted."""
+    nulls = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
+    if nulls is not None and not accepts_empty(f, layout):
+        row = int(np.flatnonzero(nulls)[0])
+        raise UnwritableValue(rec.name, f.name, None, f"the field is required ({f.type.expected})", row)
+    if values.type == pa.string() and isinstance(f.type, (Text, Const)) or values.type == pa.null():
+        texts = values.cast(pa.string())
+    else:
+        try:
+            texts = f.type.render(values)
+        except ValueError as e:
+            raise UnwritableValue(rec.name, f.name, None, str(e)) from None
+    out = texts.to_pylist()
+    if isinstance(f.type, Text) and f.type.max_bytes:
+        lengths = _byte_lengths(texts, layout.encoding)
+        over = np.flatnonzero(lengths > f.type.max_bytes)
+        if len(over):
+            r = int(over[0])
+            raise FieldOverflow(rec.name, f.name, f.type.max_bytes, out[r], r)
+    if isinstance(f.type, Const):
+        wrong = [i for i, v in enumerate(out) if v is not None and v != f.type.value]
+        if wrong:
+            raise UnwritableValue(rec.name, f.name, out[wrong[0]], f"must be {f.type.value!r}", wrong[0])
+    return out

@@ -1,0 +1,289 @@
+"""The generic engine for delimited files: `|` (PBOC), `@|$` with a trailing separator (housing fund), CSV with
+RFC 4180 quoting (payroll, ledger).
+
+Each line is **decoded before it is split**: in GBK the second byte of a Chinese character may be 0x7C (`|`),
+so splitting raw bytes would cut a name in two. Line ends are ASCII and never a GBK trail byte, so splitting the
+file into lines on bytes is safe. Records are placed by position: the layout's records before its detail record
+take the first lines (header, headings), those after it the last lines (trailer); every line in between is a
+detail. With `variant_by`, the header field it names selects the detail record (BDC103 vs BDC104 items).
+
+Two levels of failure, as in `fixed_width`: a bad line is quarantined (its line, field, what was expected and
+what was found); a bad file raises a `FileRejected` subclass (wrong line ends, wrong encoding, a header or
+trailer missing or unreadable, a control total off, a summed amount unreadable).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+from formats._rows import RawRow, column_values, render_texts, type_rows
+from formats.errors import EncodingError, StructureError, UnwritableValue
+from formats.flag import Flag
+from formats.layout import FileLayout, Record
+from formats.result import Batch, ReadResult, Totals, empty_quarantine
+
+_MULTIBYTE = ("gbk", "gb18030", "gb2312")
+
+
+def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:
+    """Read a delimited file. Bad lines are quarantined; a bad file raises a `FileRejected` subclass.
+
+    `_line` is the physical line number (1-based) where a record starts. Empty lines hold no record and are
+    skipped. `flag`, when given, must count the detail lines."""
+    path = Path(path)
+    data = path.read_bytes()
+    _check_encoding(data, layout, path.name)
+    lines = _physical_lines(data, layout, path.name)
+    records = _logical_records(lines, layout, path.name)
+    leading, trailing, detail_of = _placement(layout, path.name)
+    if len(records) < len(leading) + len(trailing):
+        missing = (leading + trailing)[len(records):] if len(records) >= len(leading) else leading[len(records):]
+        raise StructureError(path.name, f"the file ends before its {missing[0].name} line "
+                             f"({len(records)} non-empty lines)", expected=len(leading) + len(trailing),
+                             found=len(records))
+    head = records[:len(leading)]
+    tail = records[len(records) - len(trailing):] if trailing else []
+    body = records[len(leading):len(records) - len(trailing)]
+    others: dict[str, pa.Table] = {}
+    for rec, (line, raw, values, err) in [*zip(leading, head), *zip(trailing, tail)]:
+        values = _fit_record(rec, line, raw, values, err, path.name)
+        table, q = type_rows([RawRow(line, raw, values)], rec, layout, path.name)
+        if q is not None:
+            bad = q.to_pylist()[0]
+            raise StructureError(path.name, f"the {rec.name} line is unreadable at {bad['_field']}", line=line,
+                                 expected=bad["_expected"], found=bad["_actual"])
+        others[rec.name] = table
+    detail = detail_of(others)
+    rows = []
+    for line, raw, values, err in body:
+        if err is None and detail.match is not None and values and values[0] != detail.match:
+            err = (detail.fields[0].name, repr(detail.match), values[0])
+        if err is None and len(values) != len(detail.fields):
+            err = ("record", f"{len(detail.fields)} fields", f"{len(values)} fields")
+        rows.append(RawRow(line, raw, values if err is None or err[0] != "record" else [], err))
+    if rows:
+        table, q = type_rows(rows, detail, layout, path.name, schema_record=layout.detail)
+    else:
+        table, q = _empty_records(layout), None
+    batch = Batch(table, q if q is not None else empty_quarantine(layout), others, len(lines))
+    totals = Totals(layout)
+    totals.add(batch)
+    return totals.finish(path.name, [batch], flag)
+
+
+def _check_encoding(data: bytes, layout: FileLayout, file_name: str) -> None:
+    """A GBK layout given a file that is valid UTF-8 with non-ASCII bytes was written in UTF-8: refuse it whole
+    (every Chinese name would be garbled, not one line)."""
+    if layout.encoding.lower() not in _MULTIBYTE or data.isascii():
+        return
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    raise EncodingError(file_name, "the file is encoded in UTF-8", expected=layout.encoding.upper(), found="UTF-8")
+
+
+def _physical_lines(data: bytes, layout: FileLayout, file_name: str) -> list[tuple[int, bytes, str | None]]:
+    """Bytes -> (line number, raw bytes without line end, decoded text or None when undecodable)."""
+    parts = data.split(b"\n")
+    if parts and parts[-1] == b"":
+        parts.pop()
+    crlf = layout.line_end == b"\r\n"
+    out = []
+    for i, raw in enumerate(parts, start=1):
+        last_unterminated = i == len(parts) and not data.endswith(b"\n")
+        if crlf:
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+            elif not last_unterminated:
+                raise StructureError(file_name, "line ends are LF, the layout requires CRLF", line=i,
+                                     expected="CRLF", found="LF")
+        elif raw.endswith(b"\r"):
+            raise StructureError(file_name, "line ends are CRLF, this counterparty's files use LF", line=i,
+                                 expected="LF", found="CRLF")
+        try:
+            text = raw.decode(layout.encoding)
+        except UnicodeDecodeError:
+            text = None
+        out.append((i, raw, text))
+    return out
+
+
+def _logical_records(lines, layout: FileLayout, file_name: str) -> list[tuple[int, bytes, list[str], tuple | None]]:
+    """Lines -> records: (first line, raw bytes, field texts, error or None). Empty lines are dropped."""
+    out = []
+    if layout.quoting == "rfc4180":
+        # A quoted field may span lines, so the csv module reads on from line to line; an undecodable line
+        # is replaced by a marker that fails its record.
+        undecodable = {i for i, _, text in lines if text is None}
+        texts = [(text if text is not None else "\ufffd") + "\n" for _, _, text in lines]
+        numbers = [i for i, _, _ in lines]
+        raws = [raw for _, raw, _ in lines]
+        reader = csv.reader(iter(texts), delimiter=layout.delimiter, quotechar='"', strict=True)
+        start = 0
+        while True:
+            try:
+                values = next(reader)
+                err = None
+            except StopIteration:
+                break
+            except csv.Error as e:
+                values, err = [], ("record", "RFC 4180 quoting", str(e))
+            end = reader.line_num
+            span = range(start, end)
+            start = end
+            if not values and err is None:
+                continue  # an empty line
+            raw = layout.line_end.join(raws[k] for k in span)
+            if any(numbers[k] in undecodable for k in span):
+                values, err = [], ("record", f"text in {layout.encoding.upper()}", "undecodable bytes")
+            out.append((numbers[span[0]], raw, values, err))
+        return out
+    for i, raw, text in lines:
+        if raw.strip(b" ") == b"":
+            continue
+        if text is None:
+            out.append((i, raw, [], ("record", f"text in {layout.encoding.upper()}", "undecodable bytes")))
+            continue
+        out.append((i, raw, *_split(text, layout)))
+    return out
+
+
+def _split(text: str, layout: FileLayout) -> tuple[list[str], tuple | None]:
+    if layout.trailing_delimiter:
+        if not text.endswith(layout.delimiter):
+            return [], ("record", f"a line ending with {layout.delimiter!r}", text[-len(layout.delimiter):])
+        text = text[: -len(layout.delimiter)]
+    return text.split(layout.delimiter), None
+
+
+def _placement(layout: FileLayout, file_name: str = ""):
+    """(records on the first lines, records on the last lines, header values -> detail record)."""
+    kinds = [r.kind for r in layout.records]
+    first = kinds.index("detail")
+    last = len(kinds) - 1 - kinds[::-1].index("detail")
+    leading, trailing = list(layout.records[:first]), list(layout.records[last + 1:])
+    if not layout.variant_by:
+        return leading, trailing, lambda others: layout.detail
+    rec_name, _, fname = layout.variant_by.partition(".")
+    by_value = {d.variant: d for d in layout.details}
+
+    def detail_of(others: dict[str, pa.Table]) -> Record:
+        value = others[rec_name][fname][0].as_py()
+        if value not in by_value:
+            raise StructureError(file_name, f"{layout.variant_by} {value!r} selects no detail layout",
+                                 expected=" or ".join(by_value), found=value)
+        return by_value[value]
+
+    return leading, trailing, detail_of
+
+
+def _fit_record(rec: Record, line: int, raw: bytes, values: list[str], err, file_name: str) -> list[str]:
+    """Check a header, heading or trailer line's shape (its prefix, its record type, its field count)."""
+    if err is not None:
+        raise StructureError(file_name, f"the {rec.name} line is unreadable", line=line, expected=err[1],
+                             found=err[2])
+    if rec.prefix:
+        if not values or not values[0].startswith(rec.prefix):
+            raise StructureError(file_name, f"line {line} should be the {rec.name} line, opening with "
+                                 f"{rec.prefix!r}", line=line, expected=rec.prefix, found=raw[:40])
+        values = [values[0][len(rec.prefix):], *values[1:]]
+    if rec.match is not None and (not values or values[0] != rec.match):
+        raise StructureError(file_name, f"line {line} should be the {rec.name} line ({rec.match!r} first); "
+                             f"is the {rec.name} missing?", line=line, expected=rec.match,
+                             found=values[0] if values else "")
+    if len(values) != len(rec.fields):
+        raise StructureError(file_name, f"the {rec.name} line has the wrong number of fields", line=line,
+                             expected=len(rec.fields), found=len(values))
+    return values
+
+
+def _empty_records(layout: FileLayout) -> pa.Table:
+    return pa.schema([("_line", pa.int64()), *layout.arrow_schema()]).empty_table()
+
+
+# --- writing --------------------------------------------------------------------------------------------------
+
+
+def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None = None,
+          trailer: dict | None = None) -> int:
+    """Write a delimited file in `layout`, atomically (tmp + rename); returns the number of detail records.
+
+    `header` / `trailer` hold the values of the header and trailer records (merged dicts, as `read` returns
+    them); headings are written from the layout. A text longer than its `max_bytes` raises `FieldOverflow`; a
+    null where a value is required, or a separator inside an unquoted field, raises `UnwritableValue`."""
+    path = Path(path)
+    data = render(layout, records, header, trailer)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return records.num_rows
+
+
+def render(layout: FileLayout, records: pa.Table, header: dict | None = None, trailer: dict | None = None) -> bytes:
+    """The bytes of the file `write` would write."""
+    _, _, detail_of = _placement(layout)
+    out: list[str] = []
+    header_tables = {}
+    for rec in layout.records:
+        if rec.kind == "header":
+            if header is None:
+                raise UnwritableValue(rec.name, "*", None, "no header values given")
+            header_tables[rec.name] = pa.table({f.name: column_values(header, f, rec, 1) for f in rec.fields})
+    for rec in layout.records:
+        if rec.kind == "detail":
+            if rec is not layout.detail:
+                continue
+            rec = detail_of(header_tables) if layout.variant_by else rec
+            out += _render_lines(records, rec, layout)
+        elif rec.kind == "heading":
+            out += _render_lines(None, rec, layout, n=1)
+        elif rec.kind == "header":
+            out += _render_lines(header, rec, layout, n=1)
+        else:
+            if trailer is None:
+                raise UnwritableValue(rec.name, "*", None, "no trailer values given")
+            out += _render_lines(trailer, rec, layout, n=1)
+    end = layout.line_end.decode("ascii")
+    text = "".join(line + end for line in out)
+    try:
+        return text.encode(layout.encoding)
+    except UnicodeEncodeError as e:
+        raise UnwritableValue("record", "?", text[e.start:e.end], f"not representable in {layout.encoding}") from None
+
+
+def _render_lines(source, rec: Record, layout: FileLayout, n: int | None = None) -> list[str]:
+    if n is None:
+        n = source.num_rows
+    columns = []
+    for f in rec.fields:
+        texts = render_texts(column_values(source, f, rec, n), f, rec, layout)
+        columns.append(["" if t is None else t for t in texts])
+        if layout.quoting == "none":
+            for r, t in enumerate(columns[-1]):
+                if layout.delimiter in t or "\n" in t or "\r" in t:
+                    raise UnwritableValue(rec.name, f.name, t, f"holds the separator {layout.delimiter!r} or a "
+                                          "line break, and this layout has no quoting", r)
+    if layout.quoting == "rfc4180":
+        buf = io.StringIO()
+        writer = csv.writer(buf, delimiter=layout.delimiter, quotechar='"', lineterminator="\n",
+                            quoting=csv.QUOTE_MINIMAL)
+        writer.writerows(zip(*columns))
+        lines = buf.getvalue().split("\n")[:-1] if n else []
+        if len(lines) != n:  # a quoted line break inside a value: keep records whole
+            lines = []
+            for row in zip(*columns):
+                b = io.StringIO()
+                csv.writer(b, delimiter=layout.delimiter, quotechar='"', lineterminator="").writerow(row)
+                lines.append(b.getvalue())
+    else:
+        lines = [layout.delimiter.join(row) for row in zip(*columns)]
+        if layout.trailing_delimiter:
+            lines = [line + layout.delimiter for line in lines]
+    if rec.prefix:
+        lines = [rec.prefix + line for line in lines]
+    return lines

@@ -1,0 +1,1 @@
+"""Layouts of the pboc family (one module per file kind; data only)."""

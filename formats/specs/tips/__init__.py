@@ -1,0 +1,1 @@
+"""Layouts of the tips family (one module per file kind; data only)."""
