@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from formats.errors import EncodingError, FieldOverflow, StructureError
 from formats.flag import Flag
-from formats.layout import SPACE, Const, FileLayout, Record, SignedFen, Text
+from formats.layout import SPACE, Code, Const, Date8, Digits, FileLayout, Int, Parsed, Record, SignedFen, Text
 from formats.result import Batch, ReadResult, Totals, check_controls, empty_quarantine, quarantine_table
 
 BATCH_RECORDS = 32_768
@@ -57,31 +57,46 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
         tmp.unlink(missing_ok=True)
 
 
+
+
 def iter_batches(path: Path, layout: FileLayout, batch_records: int = BATCH_RECORDS) -> Iterator[Batch]:
-    """Yield the file as batches of parsed records, each batch ending on a line end."""
+    """Yield the file as batches of parsed records, each batch ending on a line end.
+
+    One read buffer is reused for the whole file (fresh multi-MB allocations cost page faults on every batch);
+    every array a batch holds is its own copy, so the buffer is free again once the batch is built."""
     line_len = layout.record_bytes + len(layout.line_end)
     line_no = 0
+    buf = bytearray(batch_records * line_len)
+    carry = 0
     with open(path, "rb") as f:
-        rest = b""
         while True:
-            block = f.read(batch_records * line_len)
-            if not block:
+            with memoryview(buf) as view:
+                got = f.readinto(view[carry:])
+            total = carry + got
+            if not total:
                 break
-            data = rest + block
-            cut = data.rfind(layout.line_end)
-            if cut < 0:
-                rest = data
+            if total < len(buf):
+                # End of file: the rest, whether or not it ends with a line end.
+                batch = _parse_chunk(bytes(buf[:total]), layout, line_no, path.name)
+                line_no += batch.lines
+                yield batch
+                carry = 0
+                continue
+            cut = buf.rfind(layout.line_end, 0, total)
+            if cut < 0:  # one line longer than the buffer: grow it and read on
+                buf.extend(bytes(len(buf)))
+                carry = total
                 continue
             cut += len(layout.line_end)
-            data, rest = data[:cut], data[cut:]
-            batch = _parse_chunk(data, layout, line_no, path.name)
+            with memoryview(buf) as view:
+                batch = _parse_chunk(view[:cut], layout, line_no, path.name)
             line_no += batch.lines
             yield batch
-        if rest:
-            yield _parse_chunk(rest, layout, line_no, path.name)
+            buf[: total - cut] = buf[cut:total]
+            carry = total - cut
 
 
-def _parse_chunk(data: bytes, layout: FileLayout, first_line: int, file_name: str) -> Batch:
+def _parse_chunk(data, layout: FileLayout, first_line: int, file_name: str) -> Batch:
     end = layout.line_end
     width = layout.record_bytes
     line_len = width + len(end)
@@ -89,16 +104,18 @@ def _parse_chunk(data: bytes, layout: FileLayout, first_line: int, file_name: st
     fast = False
     if tail in (0, width):
         n = n_full + (1 if tail else 0)
-        padded = data + (end if tail else b"")
+        padded = bytes(data) + end if tail else data
         mat = np.frombuffer(padded, dtype=np.uint8).reshape(n, line_len)
-        fast = bool((mat[:, width:] == np.frombuffer(end, dtype=np.uint8)).all())
+        ends = mat[:, width:]
+        fast = bool((ends.min(axis=0) == np.frombuffer(end, dtype=np.uint8)).all()
+                    and (ends.max(axis=0) == np.frombuffer(end, dtype=np.uint8)).all()) if n else True
     if fast:
         lines_total = n
         mat = mat[:, :width]
         line_numbers = np.arange(first_line + 1, first_line + n + 1, dtype=np.int64)
         bad_lines: list[tuple[int, bytes, str]] = []
     else:
-        mat, line_numbers, bad_lines, lines_total = _split_lines(data, layout, first_line, file_name)
+        mat, line_numbers, bad_lines, lines_total = _split_lines(bytes(data), layout, first_line, file_name)
 
     parts: dict[str, list[pa.Table]] = {}
     quarantine = [quarantine_table(layout, [(ln, raw, "?", "record", f"a record of {width} bytes", why)
@@ -109,7 +126,9 @@ def _parse_chunk(data: bytes, layout: FileLayout, first_line: int, file_name: st
             rows = np.flatnonzero(rec_of_row == rec_index)
             if not len(rows):
                 continue
-            table, q = _parse_record(mat[rows], line_numbers[rows], rec, layout, file_name)
+            every = len(rows) == len(mat)  # one record type: no copy of the matrix
+            table, q = _parse_record(mat if every else mat[rows], line_numbers if every else line_numbers[rows],
+                                     rec, layout, file_name)
             parts.setdefault(rec.name, []).append(table)
             if q is not None:
                 quarantine.append(q)
@@ -178,8 +197,13 @@ def _record_types(mat: np.ndarray, layout: FileLayout) -> np.ndarray:
 
 
 def _parse_record(mat: np.ndarray, lines: np.ndarray, rec: Record, layout: FileLayout, file_name: str):
+    """Parse every row of one record type. The common case costs a few passes over the bytes in C: per byte
+    position, the minimum and maximum over all rows tell at once whether a field is clean (printable ASCII, or
+    all digits) and how much of it is trailing spaces in every row; only a field that is not clean in some row
+    takes the row-by-row checks (and only rows with non-ASCII bytes go through the GBK codec)."""
     n = len(mat)
     first_bad_field = np.full(n, -1, dtype=np.int64)
+    cmin, cmax = mat.min(axis=0), mat.max(axis=0)
 
     def mark(bad: np.ndarray, index: int) -> None:
         first_bad_field[(first_bad_field < 0) & bad] = index
@@ -187,18 +211,24 @@ def _parse_record(mat: np.ndarray, lines: np.ndarray, rec: Record, layout: FileL
     if layout.separator:
         sep = np.frombuffer(layout.separator, dtype=np.uint8)
         for i, f in enumerate(rec.fields[:-1]):
-            mark((mat[:, f.end: f.end + len(sep)] != sep).any(axis=1), len(rec.fields) + i)
+            at = slice(f.end, f.end + len(sep))
+            if (cmin[at] == sep).all() and (cmax[at] == sep).all():
+                continue
+            mark((mat[:, at] != sep).any(axis=1), len(rec.fields) + i)
     columns = {"_line": pa.array(lines, type=pa.int64())}
     for i, f in enumerate(rec.fields):
-        sub = mat[:, f.start - 1: f.end]
-        parsed = f.type.parse_matrix(sub) if f.type.numeric_wire else None
+        a, b = f.start - 1, f.end
+        parsed = _fast_field(mat, a, b, cmin[a:b], cmax[a:b], f.type)
+        if parsed is None and f.type.numeric_wire:
+            parsed = f.type.parse_matrix(mat[:, a:b])
         if parsed is None:
-            text, undecodable = _decode_text(sub, layout.encoding, file_name)
+            text, undecodable = _decode_text(mat[:, a:b], layout.encoding, file_name)
             parsed = f.type.parse(text)
             parsed_bad = parsed.bad | undecodable
         else:
             parsed_bad = parsed.bad
-        mark(parsed_bad, i)
+        if parsed_bad.any():
+            mark(parsed_bad, i)
         columns[f.name] = parsed.values
     table = pa.table(columns)
     bad_rows = np.flatnonzero(first_bad_field >= 0)
@@ -221,36 +251,81 @@ def _parse_record(mat: np.ndarray, lines: np.ndarray, rec: Record, layout: FileL
     return table.filter(pa.array(good)), q
 
 
+_DIGIT0, _DIGIT9 = ord("0"), ord("9")
+
+
+def _strings(mat: np.ndarray, a: int, b: int) -> pa.Array:
+    """Bytes a..b of every row as an Arrow string array (the caller knows them to be ASCII)."""
+    n, w = len(mat), b - a
+    if w == 0:
+        return pa.StringArray.from_buffers(n, pa.py_buffer(np.zeros(n + 1, dtype=np.int32)), pa.py_buffer(b""))
+    data = np.ascontiguousarray(mat[:, a:b])
+    if (n + 1) * w >= 2**31:
+        offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+    offsets = np.arange(0, (n + 1) * w, w, dtype=np.int32)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def _fast_field(mat: np.ndarray, a: int, b: int, fmin: np.ndarray, fmax: np.ndarray, ftype) -> Parsed | None:
+    """The clean case of one field, decided from per-position minima and maxima; None when not clean."""
+    n = len(mat)
+    ok = np.zeros(n, dtype=bool)
+    if isinstance(ftype, SignedFen):
+        if fmin[0] < ord("C") or fmax[0] > ord("D") or fmin[1:].min() < _DIGIT0 or fmax[1:].max() > _DIGIT9:
+            return None
+        values = pc.cast(_strings(mat, a + 1, b), pa.int64()).to_numpy(zero_copy_only=False)
+        if fmax[0] == ord("D"):
+            values = np.where(mat[:, a] == ord("D"), -values, values)
+        return Parsed(pa.array(values, pa.int64()), ok)
+    if isinstance(ftype, (Int, Digits, Date8)):
+        if fmin.min() < _DIGIT0 or fmax.max() > _DIGIT9:
+            return None
+        if isinstance(ftype, Digits):
+            return Parsed(_strings(mat, a, b).cast(pa.string()), ok)
+        if b - a > 18 or isinstance(ftype, Int) and ftype.positive:
+            return None  # too wide for int64 digits, or a `> 0` check: the row-by-row path
+        values = pc.cast(_strings(mat, a, b), pa.int64())
+        if isinstance(ftype, Date8):
+            return ftype._from_int(values.to_numpy(zero_copy_only=False), ok)
+        return Parsed(values, ok)
+    if not isinstance(ftype, (Text, Const, Code)):
+        return None
+    if fmin.min() < SPACE or fmax.max() > 0x7E:
+        return None  # control bytes or GBK somewhere in the column: the row-by-row path
+    # Positions that are a space in every row, at the end of the field, hold nothing: leave them out.
+    blank = (fmin == SPACE) & (fmax == SPACE)
+    used = 0 if blank.all() else len(blank) - int(np.argmin(blank[::-1]))
+    text = _strings(mat, a, a + used)
+    if used and fmin[used - 1] == SPACE:  # some row ends in spaces within the used part
+        text = pc.utf8_rtrim(text, characters=" ")
+    return ftype.parse(text.cast(pa.string()))
+
+
 def _decode_text(sub: np.ndarray, encoding: str, file_name: str) -> tuple[pa.Array, np.ndarray]:
-    """Bytes of one text field for every row -> right-trimmed strings, and rows that would not decode."""
+    """Bytes of one text field for every row -> right-trimmed strings, and rows that would not decode.
+
+    Rows of printable ASCII go straight to Arrow; only rows holding bytes >= 0x80 go through the GBK codec."""
     n, w = sub.shape
-    nonspace = sub != SPACE
-    lengths = np.where(nonspace.any(axis=1), w - np.argmax(nonspace[:, ::-1], axis=1), 0)
     undecodable = (sub < SPACE).any(axis=1) | (sub == 0x7F).any(axis=1)  # control bytes are never text
-    if not (sub >= 0x80).any():
-        keep = np.arange(w)[None, :] < lengths[:, None]
-        data = sub[keep]
-        offsets = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        arr = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data.tobytes()))
-        return arr.cast(pa.string()), undecodable
-    clean = sub.copy()
-    clean[undecodable] = SPACE
-    joined = np.concatenate([clean, np.full((n, 1), 0x0A, dtype=np.uint8)], axis=1).tobytes()
-    try:
-        texts = joined.decode(encoding).split("\n")[:-1]
-    except UnicodeDecodeError:
-        texts = []
-        for i in range(n):  # only on the error path: find the rows that do not decode
-            try:
-                texts.append(clean[i].tobytes().decode(encoding))
-            except UnicodeDecodeError:
-                texts.append("")
-                undecodable[i] = True
-        if undecodable.all() and n > 1:
-            raise EncodingError(file_name, f"no record's text decodes as {encoding}", expected=encoding,
-                                found="undecodable bytes") from None
-    return pc.utf8_rtrim(pa.array(texts, type=pa.string()), " "), undecodable
+    clean = np.where(undecodable[:, None], np.uint8(SPACE), sub) if undecodable.any() else sub
+    high = (clean >= 0x80).any(axis=1)
+    ascii_rows = np.where(high[:, None], np.uint8(SPACE), clean) if high.any() else clean
+    text = pc.utf8_rtrim(_strings(ascii_rows, 0, w).cast(pa.string()), characters=" ")
+    rows = np.flatnonzero(high)
+    if not len(rows):
+        return text, undecodable
+    decoded = []
+    for i in rows:  # only rows with non-ASCII bytes: the codec, one row at a time
+        try:
+            decoded.append(clean[i].tobytes().decode(encoding).rstrip(" "))
+        except UnicodeDecodeError:
+            decoded.append("")
+            undecodable[i] = True
+    if len(rows) == n > 1 and undecodable.all():
+        raise EncodingError(file_name, f"no record's text decodes as {encoding}", expected=encoding,
+                            found="undecodable bytes")
+    return pc.replace_with_mask(text, pa.array(high), pa.array(decoded, pa.string())), undecodable
 
 
 def _empty(layout: FileLayout) -> pa.Table:

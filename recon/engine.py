@@ -200,7 +200,7 @@ def summarise(results: pa.Table) -> pa.Table:
     try:
         con.register("r", results)
         return con.sql("""
-            SELECT channel, business_date, side, outcome, count(*) AS records, coalesce(sum(amount_fen), 0) AS amount_fen
+            SELECT channel, business_date, side, outcome, count(*) AS records, CAST(coalesce(sum(amount_fen), 0) AS BIGINT) AS amount_fen
             FROM r GROUP BY ALL ORDER BY channel, business_date, side, outcome""").to_arrow_table()
     finally:
         con.close()
