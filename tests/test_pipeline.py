@@ -151,3 +151,33 @@ def test_file_that_disagrees_with_its_flag_is_refused(wd, tmp_path):
     with pytest.raises(FlagMismatch, match="size"):
         run(wd, T1, account)
     assert not (wd.root / "warehouse").exists() or not list((wd.root / "warehouse").rglob("*.parquet"))
+
+
+def test_ledger_from_postgresql_gives_the_same_results_as_the_csv_extract(wd, tmp_path, monkeypatch):
+    """The core journal read through SQLAlchemy from this machine's PostgreSQL reconciles exactly as the CSV."""
+    monkeypatch.setenv("DUIZHANG_PAN_HASH_KEY", "one key for both workdirs")
+    import sqlalchemy as sa
+
+    from connectors.ledger import load_journal_table
+    from formats import registry
+    from formats.flag import parse_flag
+
+    url = "postgresql+psycopg2://postgres@127.0.0.1:5432/test"
+    csv_path = NIGHTS / "ledger" / "CORE_JOURNAL_20261121.csv"
+    flag = parse_flag(csv_path.with_name(csv_path.name + ".ok").read_bytes())
+    journal = registry.read(csv_path, "ledger.journal", flag).records.drop(["_line"])
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP TABLE IF EXISTS core_journal"))
+    try:
+        load_journal_table(engine, journal)
+        pipeline.run("unionpay_acq", T1, str(NIGHTS / "unionpay_acq"), url, wd)
+        from_db = wd.read_table("recon_result", "unionpay_acq", T1)
+        other = Workdir(tmp_path / "csv")
+        run(other, T1)
+        from_csv = other.read_table("recon_result", "unionpay_acq", T1)
+        for name in from_csv.column_names:
+            assert from_db[name].equals(from_csv[name]), name
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS core_journal"))
