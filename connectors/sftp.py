@@ -63,7 +63,7 @@ MAX_FLAG_BYTES = 4096                 # a flag is one short line; anything longe
 DEFAULT_MAX_FILE_BYTES = 16 << 30     # 20 million UnionPay records are about 6 GiB
 DEFAULT_MAX_UNPACKED_BYTES = 16 << 30
 COPY_CHUNK_BYTES = 1 << 20
-PREFETCH_REQUESTS = 64                # outstanding SFTP reads: bounds memory (64 x 32 KiB) while keeping the pipe full
+PREFETCH_REQUESTS = 64                # SFTP reads in flight (32 KiB each): the pipe stays full, memory bounded
 
 
 # --- Values -----------------------------------------------------------------------------------------------------
@@ -354,11 +354,11 @@ class Source(ABC):
         MD5 equal the flag's. ``NAME.gz`` is verified compressed, then decompressed to ``local_dir/NAME``
         (without ``.gz``). On any failure no ``.part`` file is left behind and ``local_dir/NAME`` is untouched.
 
-        Raises `UnsafeRemotePath` (name with ``/``, ``\\``, ``..``, NUL), `FileNotReady` (no flag yet, or the
-        flag without its data file), `FlagMismatch` (malformed flag, or size/MD5 differ), `FileTooLarge` (over
-        `max_file_bytes`, or over `max_unpacked_bytes` once decompressed), `FileRejected` (a broken gzip file),
-        `RemoteFileError`, and after the retries `ConnectionLost`/`ServerUnavailable`. Errors writing the local
-        disk propagate as the `OSError` they are.
+        Raises `UnsafeRemotePath` (name with ``/``, ``\\``, ``..``, NUL); `FileNotReady` (no flag yet, a flag
+        still being written, or a flag without its data file); `FlagMismatch` (malformed flag, size or MD5
+        differ); `FileTooLarge` (over `max_file_bytes`, or over `max_unpacked_bytes` once decompressed);
+        `FileRejected` (a broken gzip file); `RemoteFileError`; and after the retries `ConnectionLost` or
+        `ServerUnavailable`. Errors writing the local disk propagate as the `OSError` they are.
         """
         remote_dir = check_dir(remote_dir, host=self.label)
         check_name(name, host=self.label)
@@ -427,6 +427,11 @@ class Source(ABC):
         except FileNotFoundError:
             raise FileNotReady(f"flag file {flag_name} not there yet", host=self.label, path=remote_path,
                                missing=(name,)) from None
+        if not flag_bytes.endswith(b"\n"):
+            # A counterparty that writes its flag in place (not by rename) can be caught mid-write: an empty or
+            # unterminated flag is "not yet", a complete line that does not parse is a fault (FlagMismatch).
+            raise FileNotReady(f"flag file {flag_name} is incomplete (no line end yet: still being written?)",
+                               host=self.label, path=remote_path, missing=(name,))
         flag = parse_flag(flag_bytes, f"{self.label} {remote_path}{FLAG_SUFFIX}")
         if flag.name != name:
             raise FlagMismatch(f"{self.label} {remote_path}", "flag names another file", expected=name,
@@ -507,8 +512,9 @@ class Source(ABC):
                 existing: Flag | None = parse_flag(existing_bytes, flag_path)
             except FlagMismatch:
                 existing = None
-            if existing is not None and (existing.name, existing.size, existing.md5) == (flag.name, flag.size,
-                                                                                          flag.md5):
+            same_file = existing is not None and (existing.name, existing.size, existing.md5) == (
+                flag.name, flag.size, flag.md5)
+            if same_file:
                 log.info("%s %s: already delivered (same size %d and md5 %s); nothing sent", self.label,
                          remote_path, flag.size, flag.md5)
                 return Delivery(flag.name, remote_path, flag.size, flag.md5, "already_delivered")

@@ -201,16 +201,18 @@ def sftp_server(request):
 # --- A TCP proxy that breaks connections ----------------------------------------------------------------------
 
 class CuttingProxy:
-    """Forwards 127.0.0.1:`port` to 127.0.0.1:`target_port`; the first `cut_connections` connections are closed
-    abruptly once `cut_after_bytes` have passed in `direction` ('down': server to client, 'up': client to
-    server). Bounded: it serves only while the test runs and only on loopback."""
+    """Forwards 127.0.0.1:`port` to 127.0.0.1:`target_port`; the first `cut_connections` connections are broken
+    once `cut_after_bytes` have passed in `direction` ('down': server to client, 'up': client to server):
+    reset (`stall=False`), or left open with nothing more forwarded (`stall=True`, a silent network).
+    Bounded: it serves only while the test runs and only on loopback."""
 
     def __init__(self, target_port: int, cut_after_bytes: int, *, direction: str = "down",
-                 cut_connections: int = 1) -> None:
+                 cut_connections: int = 1, stall: bool = False) -> None:
         self.target_port = target_port
         self.cut_after_bytes = cut_after_bytes
         self.direction = direction
         self.cut_connections = cut_connections
+        self.stall = stall
         self.connections = 0
         self.cuts = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -261,6 +263,9 @@ class CuttingProxy:
                         passed += len(data)
                         if passed > self.cut_after_bytes:
                             self.cuts += 1
+                            if self.stall:
+                                self._stopping.wait()  # hold both ends open, forward nothing
+                                return
                             # RST rather than FIN: what a firewall dropping the session looks like.
                             for s in peers:
                                 s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

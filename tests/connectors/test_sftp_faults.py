@@ -81,3 +81,18 @@ def test_a_connection_that_keeps_dropping_gives_up_after_bounded_attempts(server
     assert isinstance(caught.value, Transient)
     assert proxy.connections == 3
     assert list(work.iterdir()) == []  # neither the file nor a .part
+
+
+def test_a_silent_stall_times_out_and_is_retried(server, cutting_proxy, fast_retry, tmp_path):
+    server, base = server
+    directory = server.root / "faults_stall" / "outbox" / "20261121"
+    directory.mkdir(parents=True, exist_ok=True)
+    data = os.urandom(3 << 20)
+    (directory / "ACOMN_20261121_01").write_bytes(data)
+    write_flag(directory / "ACOMN_20261121_01", 1)
+    with cutting_proxy(server.port, cut_after_bytes=1 << 20, stall=True) as proxy:
+        endpoint = replace(server.endpoint(), port=proxy.port, io_timeout=1)
+        with SftpSource(endpoint, **fast_retry) as source:
+            fetched = source.fetch(f"{base}/faults_stall/outbox/20261121", "ACOMN_20261121_01", tmp_path / "work")
+    assert proxy.cuts == 1 and proxy.connections == 2
+    assert fetched.local_path.read_bytes() == data

@@ -223,3 +223,15 @@ def test_md5_of_a_fetched_file_matches_formats_flag(exchange, tmp_path):
     with exchange.source() as source:
         fetched = source.fetch(exchange.remote_dir(DATE), "PAY_20261121_01.csv", tmp_path / "work")
     assert md5_of(fetched.local_path) == fetched.md5 == fetched.flag.md5
+
+
+def test_a_flag_still_being_written_is_not_ready_but_a_garbled_one_is_a_fault(exchange, tmp_path):
+    data = b"abc\r\n"
+    complete = Flag("ACOMN_20261121_01", len(data), 1, hashlib.md5(data).hexdigest()).render()
+    put_flagged(exchange, "ACOMN_20261121_01", data, flag=complete[:20])  # no line end yet
+    with exchange.source() as source:
+        with pytest.raises(FileNotReady, match="incomplete"):
+            source.fetch(exchange.remote_dir(DATE), "ACOMN_20261121_01", tmp_path / "work")
+        put_flagged(exchange, "ACOMN_20261121_01", data, flag=b"ACOMN_20261121_01|five|1|xyz\r\n")
+        with pytest.raises(FlagMismatch, match="malformed flag file"):
+            source.fetch(exchange.remote_dir(DATE), "ACOMN_20261121_01", tmp_path / "work")
