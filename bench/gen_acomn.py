@@ -58,6 +58,13 @@ def _put_digits(mat: np.ndarray, name: str, values: np.ndarray, offset: int = 0)
     mat[:, f.start - 1 + offset: f.end] = (values[:, None] // powers % 10 + 48).astype(np.uint8)
 
 
+def _put_pool(mat: np.ndarray, name: str, values: list[str], rng: np.random.Generator) -> None:
+    f = FIELDS[name]
+    pool = np.frombuffer(b"".join(v.encode("gbk").ljust(f.width) for v in values), dtype=np.uint8)
+    pool = pool.reshape(len(values), f.width)
+    mat[:, f.start - 1: f.end] = pool[rng.integers(0, len(values), len(mat))]
+
+
 def chunk(first: int, n: int, date: dt.date, rng: np.random.Generator) -> np.ndarray:
     """Records first .. first+n-1 as an (n, 502) byte matrix, CRLF included."""
     i = np.arange(first, first + n, dtype=np.int64)
@@ -76,6 +83,16 @@ def chunk(first: int, n: int, date: dt.date, rng: np.random.Generator) -> np.nda
     _put_digits(mat, "acq_fee_receivable", rng.integers(0, 10**4, n), offset=1)
     _put_digits(mat, "acq_fee_payable", rng.integers(0, 10**3, n), offset=1)
     _put_digits(mat, "switch_fee", rng.integers(0, 10**3, n), offset=1)
+    # Realistic variety, so that the reader's constant-column shortcut does not flatter the benchmark.
+    _put_pool(mat, "merchant_id", [f"8983201541{k:05d}" for k in range(2000)], rng)
+    _put_pool(mat, "terminal_id", [f"T{k:07d}" for k in range(5000)], rng)
+    _put_pool(mat, "mcc", ["5411", "5812", "5311", "4111", "5999", "7011", "5541", "5912"], rng)
+    _put_pool(mat, "issuer_inst_id", [f"0{k:03d}0000" for k in range(100, 400)], rng)
+    _put_pool(mat, "pos_entry", ["051", "071", "021", "911"], rng)
+    _put_pool(mat, "card_seq_no", ["001", "000", "002", "   "], rng)
+    _put_pool(mat, "resp_code", ["00"] * 32 + ["51", "55"], rng)
+    _put_pool(mat, "proc_code", ["000000"] * 30 + ["200000", "200000", "010000"], rng)
+    _put_digits(mat, "auth_code", rng.integers(0, 10**6, n))
     order = FIELDS["order_id"]
     mat[:, order.start - 1: order.start + 2] = np.frombuffer(b"ORD", dtype=np.uint8)
     mat[:, order.start + 2: order.start + 18] = (i[:, None] // 10 ** np.arange(15, -1, -1, dtype=np.int64) % 10

@@ -64,59 +64,82 @@ def type_rows(rows: list[RawRow], rec: Record, layout: FileLayout, file_name: st
     A row is quarantined at its first failing field: an engine-found error first, then each field's type, then
     the record's `checks`. A check with `reject_file` raises `RecordRuleBroken` instead. `schema_record` (a
     variant layout's widest detail) gives the output columns; fields it has and `rec` lacks are null."""
-    n = len(rows)
+    pre: dict[int, tuple[str, str, str]] = {}
+    for i, r in enumerate(rows):
+        if r.error is not None:
+            pre[i] = r.error
+        elif r.cell_errors:
+            idx = min(r.cell_errors)
+            pre[i] = (rec.fields[idx].name, *r.cell_errors[idx])
+    texts: dict[str, pa.Array] = {}
+    repeated: dict[str, tuple[pa.Array, list]] = {}
+    for idx, f in enumerate(rec.fields):
+        if isinstance(f.type, Repeated):
+            repeated[f.name] = _parse_repeated(rows, idx, f.type, layout)
+        else:
+            texts[f.name] = pa.array([r.values[idx] if idx < len(r.values) else None for r in rows], pa.string())
     lines = np.array([r.line for r in rows], dtype=np.int64)
-    first_bad = np.full(n, -1, dtype=np.int64)
+    return type_columns(texts, lines, lambda i: rows[i].raw, rec, layout, file_name, schema_record, pre, repeated)
+
+
+def type_columns(texts: dict[str, pa.Array], lines: np.ndarray, raw_of, rec: Record, layout: FileLayout,
+                 file_name: str, schema_record: Record | None = None,
+                 pre: dict[int, tuple[str, str, str]] | None = None,
+                 repeated: dict[str, tuple[pa.Array, list]] | None = None) -> tuple[pa.Table, pa.Table | None]:
+    """`type_rows` for rows already held as Arrow text columns (one per field): the vectorised core.
+
+    `raw_of(i)` gives the raw bytes of row i (asked only for quarantined rows); `pre` holds errors the engine
+    found before typing, by row index; `repeated` the already-parsed `Repeated` fields."""
+    n = len(lines)
+    first_bad = np.zeros(n, dtype=bool)
     reasons: dict[int, tuple[str, str, str]] = {}
 
     def mark(bad: np.ndarray, why) -> None:
-        for i in np.flatnonzero(bad & (first_bad < 0)):
-            first_bad[i] = 1
+        for i in np.flatnonzero(bad & ~first_bad):
+            first_bad[i] = True
             reasons[int(i)] = why(int(i))
 
-    pre = np.array([r.error is not None for r in rows], dtype=bool)
-    mark(pre, lambda i: rows[i].error)
+    if pre:
+        pre_bad = np.zeros(n, dtype=bool)
+        pre_bad[list(pre)] = True
+        mark(pre_bad, lambda i: pre[i])
     columns: dict[str, pa.Array] = {"_line": pa.array(lines, pa.int64())}
     texts_of: dict[str, pa.Array] = {}
-    for idx, f in enumerate(rec.fields):
-        cell_bad = np.array([idx in r.cell_errors for r in rows], dtype=bool)
-        mark(cell_bad, lambda i, idx=idx, f=f: (f.name, *rows[i].cell_errors[idx]))
+    for f in rec.fields:
         if isinstance(f.type, Repeated):
-            values, bad_item = _parse_repeated(rows, idx, f.type, layout)
+            values, bad_item = repeated[f.name]
             columns[f.name] = values
             mark(np.array([b is not None for b in bad_item], dtype=bool),
-                 lambda i, f=f: (f"{f.name}.{bad_item[i][0]}", bad_item[i][1], bad_item[i][2]))
+                 lambda i, f=f, bad_item=bad_item: (f"{f.name}.{bad_item[i][0]}", bad_item[i][1], bad_item[i][2]))
             continue
-        texts = pa.array([r.values[idx] if idx < len(r.values) else None for r in rows], pa.string())
+        col = texts[f.name]
         if layout.empty_is_null:
-            texts = pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()), texts)
-        texts_of[f.name] = texts
-        parsed = f.type.parse(texts)
+            col = pc.if_else(pc.equal(col, ""), pa.scalar(None, pa.string()), col)
+        texts_of[f.name] = col
+        parsed = f.type.parse(col)
         bad = parsed.bad.copy()
         if isinstance(f.type, Text) and f.type.max_bytes:
-            bad |= _byte_lengths(texts, layout.encoding) > f.type.max_bytes
-        mark(bad, lambda i, f=f, texts=texts: (f.name, f.type.expected, texts[i].as_py()))
+            bad |= _byte_lengths(col, layout.encoding) > f.type.max_bytes
+        mark(bad, lambda i, f=f, col=col: (f.name, f.type.expected, col[i].as_py()))
         columns[f.name] = parsed.values
     for chk in rec.checks:
-        _apply_check(chk, rec, columns, texts_of, rows, mark, file_name)
+        _apply_check(chk, rec, columns, lines, mark, file_name)
     out_rec = schema_record or rec
     table = pa.table({"_line": columns["_line"],
                       **{f.name: columns[f.name] if f.name in columns else pa.nulls(n, f.type.arrow_type)
                          for f in out_rec.fields}})
-    bad_rows = np.flatnonzero(first_bad >= 0)
+    bad_rows = np.flatnonzero(first_bad)
     if not len(bad_rows):
         return table, None
-    q_rows = [(int(lines[i]), rows[i].raw, rec.name, *reasons[int(i)]) for i in bad_rows]
+    q_rows = [(int(lines[i]), raw_of(int(i)), rec.name, *reasons[int(i)]) for i in bad_rows]
     typed = table.take(pa.array(bad_rows)) if rec.kind == "detail" else None
     quarantine = quarantine_table(layout, q_rows, typed=typed)
-    good = np.ones(n, dtype=bool)
-    good[bad_rows] = False
-    return table.filter(pa.array(good)), quarantine
+    return table.filter(pa.array(~first_bad)), quarantine
 
 
-def _apply_check(chk, rec: Record, columns, texts_of, rows, mark, file_name: str) -> None:
+def _apply_check(chk, rec: Record, columns, lines: np.ndarray, mark, file_name: str) -> None:
     if isinstance(chk, SumOf):
-        n = len(rows)
+        n = len(lines)
         known = ~pc.is_null(columns[chk.total]).to_numpy(zero_copy_only=False)
         total = pc.fill_null(columns[chk.total], 0).to_numpy(zero_copy_only=False)
         acc = np.zeros(n, dtype=np.int64)
@@ -136,7 +159,7 @@ def _apply_check(chk, rec: Record, columns, texts_of, rows, mark, file_name: str
         what = " + ".join(chk.parts) if len(chk.parts) > 1 else f"the sum of {chk.parts[0]}"
         if chk.reject_file and broken.any():
             i = int(np.flatnonzero(broken)[0])
-            raise RecordRuleBroken(file_name, f"{rec.name}.{chk.total} must equal {what}", line=rows[i].line,
+            raise RecordRuleBroken(file_name, f"{rec.name}.{chk.total} must equal {what}", line=int(lines[i]),
                                    expected=int(acc[i]), found=int(total[i]))
         mark(broken, lambda i: (chk.total, f"{what} = {acc[i]} fen", f"{total[i]} fen"))
     elif isinstance(chk, CountOf):
@@ -148,7 +171,7 @@ def _apply_check(chk, rec: Record, columns, texts_of, rows, mark, file_name: str
         if chk.reject_file and broken.any():
             i = int(np.flatnonzero(broken)[0])
             raise RecordRuleBroken(file_name, f"{rec.name}.{chk.count} must equal the number of {chk.items} items",
-                                   line=rows[i].line, expected=int(items[i]), found=int(values[i]))
+                                   line=int(lines[i]), expected=int(items[i]), found=int(values[i]))
         mark(broken, lambda i: (chk.count, f"= number of {chk.items} items ({items[i]})", str(values[i])))
 
 

@@ -18,9 +18,12 @@ import io
 import os
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 
-from formats._rows import RawRow, column_values, render_texts, type_rows
+from formats._rows import RawRow, column_values, render_texts, type_columns, type_rows
 from formats.errors import EncodingError, StructureError, UnwritableValue
 from formats.flag import Flag
 from formats.layout import FileLayout, Record
@@ -35,6 +38,49 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
     `_line` is the physical line number (1-based) where a record starts. Empty lines hold no record and are
     skipped. `flag`, when given, must count the detail lines."""
     path = Path(path)
+    totals, batches = Totals(layout), []
+    for batch in iter_batches(path, layout):
+        totals.add(batch)
+        batches.append(batch)
+    return totals.finish(path.name, batches, flag)
+
+
+def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None = None) -> ReadResult:
+    """Read into a zstd Parquet file of the detail records, which appears (atomic rename) only when the file has
+    been read and its controls hold; the result is as `read`'s with an empty `records` table. A headed RFC 4180
+    extract (the ledger journal) streams in bounded memory."""
+    path, out = Path(path), Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    totals, kept = Totals(layout), []
+    schema = pa.schema([("_line", pa.int64()), *layout.arrow_schema()])
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in iter_batches(path, layout):
+                totals.add(batch)
+                if batch.records.num_rows:
+                    writer.write_table(batch.records)
+                kept.append(Batch(batch.records.slice(0, 0), batch.quarantine, batch.others, batch.lines))
+        result = totals.finish(path.name, kept, flag)
+        os.replace(tmp, out)
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def iter_batches(path: Path, layout: FileLayout):
+    """The file as batches of typed records. A headed RFC 4180 extract (a heading line, then only details) goes
+    through Arrow's CSV reader in blocks; any other layout, or such a file with a malformed row, is read line by
+    line (files of thousands of lines)."""
+    if _arrow_csv_applies(layout):
+        try:
+            yield from _arrow_csv_batches(path, layout)
+            return
+        except _RowShapeError:
+            pass  # a row with the wrong number of fields: the line-by-line path finds and quarantines it
+    yield _read_lines(path, layout)
+
+
+def _read_lines(path: Path, layout: FileLayout) -> Batch:
     data = path.read_bytes()
     _check_encoding(data, layout, path.name)
     lines = _physical_lines(data, layout, path.name)
@@ -69,10 +115,80 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
         table, q = type_rows(rows, detail, layout, path.name, schema_record=layout.detail)
     else:
         table, q = _empty_records(layout), None
-    batch = Batch(table, q if q is not None else empty_quarantine(layout), others, len(lines))
-    totals = Totals(layout)
-    totals.add(batch)
-    return totals.finish(path.name, [batch], flag)
+    return Batch(table, q if q is not None else empty_quarantine(layout), others, len(lines))
+
+
+class _RowShapeError(Exception):
+    pass
+
+
+def _arrow_csv_applies(layout: FileLayout) -> bool:
+    kinds = [r.kind for r in layout.records]
+    return layout.quoting == "rfc4180" and kinds == ["heading", "detail"] and not layout.variant_by
+
+
+def _arrow_csv_batches(path: Path, layout: FileLayout):
+    """Arrow's CSV reader, in blocks: the heading line checked against the layout, every value read as text,
+    then typed a column at a time. `_line` counts lines as records (exact unless a quoted value holds a line
+    break)."""
+    heading, detail = layout.records
+    titles = [f.type.value for f in heading.fields]
+    with open(path, "rb") as f:
+        first = f.readline()
+    if not first.endswith(layout.line_end) and first.endswith(b"\n"):
+        raise StructureError(path.name, "wrong line ends", line=1, expected=layout.line_end, found=first[-2:])
+    bad_rows: list = []
+
+    def invalid(row) -> str:
+        bad_rows.append(row)
+        return "skip"
+
+    try:
+        reader = pa_csv.open_csv(
+            path,
+            read_options=pa_csv.ReadOptions(encoding=layout.encoding, block_size=16 << 20),
+            parse_options=pa_csv.ParseOptions(delimiter=layout.delimiter, quote_char='"', double_quote=True,
+                                              newlines_in_values=True, invalid_row_handler=invalid),
+            convert_options=pa_csv.ConvertOptions(column_types={t: pa.string() for t in titles},
+                                                  strings_can_be_null=False, quoted_strings_can_be_null=False))
+    except pa.ArrowInvalid as e:
+        raise StructureError(path.name, f"not readable as CSV ({e})", line=1) from None
+    if reader.schema.names != titles:
+        raise StructureError(path.name, "the heading line does not name the layout's columns", line=1,
+                             expected=",".join(titles), found=",".join(reader.schema.names))
+    heading_table = pa.table({"_line": pa.array([1], pa.int64()),
+                              **{f.name: pa.array([f.type.value]) for f in heading.fields}})
+    line = 1
+    first_batch = True
+    while True:
+        try:
+            rb = reader.read_next_batch()
+        except StopIteration:
+            break
+        except pa.ArrowInvalid as e:
+            if "UTF8" in str(e) or "utf8" in str(e).lower():
+                raise EncodingError(path.name, "the file does not decode as its declared encoding",
+                                    expected=layout.encoding, found=str(e)[:80]) from None
+            raise StructureError(path.name, f"not readable as CSV ({e})") from None
+        if bad_rows:
+            raise _RowShapeError()
+        n = rb.num_rows
+        lines = np.arange(line + 1, line + n + 1, dtype=np.int64)
+        line += n
+        texts = {f.name: rb.column(i) for i, f in enumerate(detail.fields)}
+
+        def raw_of(i: int, rb=rb) -> bytes:
+            return layout.delimiter.join(rb.column(k)[i].as_py() for k in range(rb.num_columns)).encode(
+                layout.encoding)
+
+        table, q = type_columns(texts, lines, raw_of, detail, layout, path.name)
+        others = {heading.name: heading_table} if first_batch else {}
+        first_batch = False
+        yield Batch(table, q if q is not None else empty_quarantine(layout), others, n + (1 if others else 0))
+    if bad_rows:
+        raise _RowShapeError()
+    if first_batch:  # a heading line and no detail
+        yield Batch(_empty_records(layout), empty_quarantine(layout), {heading.name: heading_table}, 1)
 
 
 def _check_encoding(data: bytes, layout: FileLayout, file_name: str) -> None:

@@ -1,15 +1,17 @@
 """The generic engine for fixed-width files: positions are bytes in the declared encoding.
 
-Reading slices whole columns out of an (n, record_bytes) byte matrix, so the cost per record is a few numpy and
+Reading takes whole columns out of an (n, record_bytes) byte matrix, so the cost per record is a few numpy and
 Arrow operations shared by all records of a batch, never a Python loop per record. Text is decoded after
-slicing (a GBK character takes two bytes). A record that cannot be read goes to quarantine with its line,
-field, what was expected and what was found; a file whose structure, controls or encoding are wrong raises.
+slicing (a GBK character takes two bytes), and only for the rows of a column that hold non-ASCII bytes. A
+record that cannot be read goes to quarantine with its line, field, what was expected and what was found; a
+file whose structure, controls or encoding are wrong raises.
 """
 from __future__ import annotations
 
 import os
+import queue
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,13 +22,17 @@ import pyarrow.parquet as pq
 from formats.errors import EncodingError, FieldOverflow, StructureError
 from formats.flag import Flag
 from formats.layout import SPACE, Code, Const, Date8, Digits, FileLayout, Int, Parsed, Record, SignedFen, Text
-from formats.result import Batch, ReadResult, Totals, check_controls, empty_quarantine, quarantine_table
+from formats.result import Batch, ReadResult, Totals, empty_quarantine, quarantine_table
 
-BATCH_RECORDS = 32_768
+BATCH_RECORDS = 32_768        # records parsed at a time: small enough that the buffers are reused, not re-faulted
+ROW_GROUP_ROWS = 262_144     # records per Parquet row group: fewer, larger groups than one per batch, small enough
+                              # that encoding group k overlaps parsing group k+1
+STATISTICS = ("_line",)       # columns with row-group min/max; statistics on every column cost a third of the write
 
 
 def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:
     """Read a whole file into Arrow. Record faults are quarantined; file faults raise `FileRejected`."""
+    path = Path(path)
     batches, totals = [], Totals(layout)
     for batch in iter_batches(path, layout):
         totals.add(batch)
@@ -34,22 +40,61 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
     return totals.finish(path.name, batches, flag)
 
 
-def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None = None) -> ReadResult:
-    """Stream a file of any size into a zstd Parquet file of its detail records, memory bounded by one batch.
+def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None = None,
+                    row_group_rows: int = ROW_GROUP_ROWS) -> ReadResult:
+    """Stream a file of any size into a zstd Parquet file of its detail records, memory bounded by a row group.
 
-    The Parquet file appears (atomic rename) only when the whole file has been read and its controls hold.
-    The returned result holds the header, trailer, quarantine and counts, with an empty `records` table."""
+    The Parquet file appears (atomic rename) only when the whole file has been read and its controls hold; a
+    rejected file leaves no Parquet file. The returned result holds the header, trailer, quarantine and counts,
+    with an empty `records` table. Parsing and Parquet encoding overlap: a writer thread encodes row group k
+    while the caller's thread parses the batches of row group k+1 (both release the GIL in numpy, Arrow and
+    the Parquet encoder)."""
+    path, out = Path(path), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     totals = Totals(layout)
     kept = []
     schema = pa.schema([("_line", pa.int64()), *[(f.name, f.type.arrow_type) for f in layout.detail.fields]])
+    tables: queue.Queue = queue.Queue(maxsize=max(2, row_group_rows // BATCH_RECORDS + 2))
+    failed: list[BaseException] = []
+
+    def encode() -> None:
+        try:
+            first = tables.get()
+            if first is None:
+                pq.ParquetWriter(tmp, schema, compression="zstd").close()
+                return
+            with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=list(STATISTICS),
+                                  use_dictionary=_dictionary_columns(first)) as writer:
+                pending, rows = [first], first.num_rows
+                while (table := tables.get()) is not None:
+                    pending.append(table)
+                    rows += table.num_rows
+                    if rows >= row_group_rows:
+                        writer.write_table(pa.concat_tables(pending), row_group_size=rows)
+                        pending, rows = [], 0
+                if pending:
+                    writer.write_table(pa.concat_tables(pending), row_group_size=rows)
+        except BaseException as e:  # handed to the caller's thread below; keep draining so it never blocks
+            failed.append(e)
+            while tables.get() is not None:
+                pass
+
+    writer_thread = threading.Thread(target=encode, name=f"parquet:{out.name}", daemon=True)
+    writer_thread.start()
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        try:
             for batch in iter_batches(path, layout):
                 totals.add(batch)
                 if batch.records.num_rows:
-                    writer.write_table(batch.records)
+                    tables.put(batch.records)
                 kept.append(Batch(batch.records.slice(0, 0), batch.quarantine, batch.others, batch.lines))
+                if failed:
+                    break
+        finally:
+            tables.put(None)
+            writer_thread.join()
+        if failed:
+            raise failed[0]
         result = totals.finish(path.name, kept, flag)
         os.replace(tmp, out)
         return result
@@ -57,16 +102,23 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
         tmp.unlink(missing_ok=True)
 
 
+def _dictionary_columns(sample: pa.Table) -> list[str]:
+    """Columns worth dictionary-encoding, judged on the first batch: few distinct values (codes, institution
+    ids, merchants). On a column of mostly distinct values (card numbers, amounts) the encoder would build a
+    dictionary only to give it up, which costs more than it saves."""
+    limit = max(64, sample.num_rows // 10)
+    return [name for name in sample.column_names
+            if name != "_line" and pc.count_distinct(sample.column(name)).as_py() <= limit]
 
 
-def iter_batches(path: Path, layout: FileLayout, batch_records: int = BATCH_RECORDS) -> Iterator[Batch]:
+def iter_batches(path: Path, layout: FileLayout, batch_records: int | None = None) -> Iterator[Batch]:
     """Yield the file as batches of parsed records, each batch ending on a line end.
 
     One read buffer is reused for the whole file (fresh multi-MB allocations cost page faults on every batch);
     every array a batch holds is its own copy, so the buffer is free again once the batch is built."""
     line_len = layout.record_bytes + len(layout.line_end)
     line_no = 0
-    buf = bytearray(batch_records * line_len)
+    buf = bytearray((batch_records or BATCH_RECORDS) * line_len)
     carry = 0
     with open(path, "rb") as f:
         while True:
@@ -197,24 +249,27 @@ def _record_types(mat: np.ndarray, layout: FileLayout) -> np.ndarray:
 
 
 def _parse_record(mat: np.ndarray, lines: np.ndarray, rec: Record, layout: FileLayout, file_name: str):
-    """Parse every row of one record type. The common case costs a few passes over the bytes in C: per byte
-    position, the minimum and maximum over all rows tell at once whether a field is clean (printable ASCII, or
-    all digits) and how much of it is trailing spaces in every row; only a field that is not clean in some row
-    takes the row-by-row checks (and only rows with non-ASCII bytes go through the GBK codec)."""
+    """Parse every row of one record type, a field at a time over all rows.
+
+    Each field is copied out once (one fixed-size item per row) and checked as a whole: if all its bytes are
+    digits (numbers) or printable ASCII (text), Arrow converts the column directly; only a field that is not
+    clean in some row takes the row-by-row checks, and only rows holding non-ASCII bytes go through the GBK
+    codec."""
     n = len(mat)
     first_bad_field = np.full(n, -1, dtype=np.int64)
+    # Per byte position, the smallest and largest byte over all rows: one pass that tells which fields are clean.
     cmin, cmax = mat.min(axis=0), mat.max(axis=0)
 
     def mark(bad: np.ndarray, index: int) -> None:
         first_bad_field[(first_bad_field < 0) & bad] = index
 
-    if layout.separator:
+    if layout.separator and rec.fields[:-1]:
         sep = np.frombuffer(layout.separator, dtype=np.uint8)
-        for i, f in enumerate(rec.fields[:-1]):
-            at = slice(f.end, f.end + len(sep))
-            if (cmin[at] == sep).all() and (cmax[at] == sep).all():
-                continue
-            mark((mat[:, at] != sep).any(axis=1), len(rec.fields) + i)
+        at = np.concatenate([np.arange(f.end, f.end + len(sep)) for f in rec.fields[:-1]])
+        want = np.tile(sep, len(rec.fields) - 1)
+        if (cmin[at] != want).any() or (cmax[at] != want).any():
+            for i, f in enumerate(rec.fields[:-1]):
+                mark((mat[:, f.end: f.end + len(sep)] != sep).any(axis=1), len(rec.fields) + i)
     columns = {"_line": pa.array(lines, type=pa.int64())}
     for i, f in enumerate(rec.fields):
         a, b = f.start - 1, f.end
@@ -222,7 +277,7 @@ def _parse_record(mat: np.ndarray, lines: np.ndarray, rec: Record, layout: FileL
         if parsed is None and f.type.numeric_wire:
             parsed = f.type.parse_matrix(mat[:, a:b])
         if parsed is None:
-            text, undecodable = _decode_text(mat[:, a:b], layout.encoding, file_name)
+            text, undecodable = _decode_text(mat[:, a:b], layout.encoding, file_name, lines)
             parsed = f.type.parse(text)
             parsed_bad = parsed.bad | undecodable
         else:
@@ -254,27 +309,40 @@ def _parse_record(mat: np.ndarray, lines: np.ndarray, rec: Record, layout: FileL
 _DIGIT0, _DIGIT9 = ord("0"), ord("9")
 
 
-def _strings(mat: np.ndarray, a: int, b: int) -> pa.Array:
-    """Bytes a..b of every row as an Arrow string array (the caller knows them to be ASCII)."""
-    n, w = len(mat), b - a
-    if w == 0:
+def _field_bytes(mat: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Bytes a..b of every row, contiguous (n * w bytes).
+
+    Copied as one fixed-size item per row (numpy's per-item copy): far faster than copying a byte matrix, whose
+    inner loop would run over only w bytes."""
+    return mat[:, a:b].view(f"S{b - a}")[:, 0].copy().view(np.uint8)
+
+
+def _strings(data: np.ndarray, n: int, w: int) -> pa.Array:
+    """n values of w bytes each (contiguous, known to be ASCII) as an Arrow string array, zero-copy."""
+    if w == 0 or n == 0:
         return pa.StringArray.from_buffers(n, pa.py_buffer(np.zeros(n + 1, dtype=np.int32)), pa.py_buffer(b""))
-    data = np.ascontiguousarray(mat[:, a:b])
     if (n + 1) * w >= 2**31:
         offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
-        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+        return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data)).cast(pa.string())
     offsets = np.arange(0, (n + 1) * w, w, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
 
 
 def _fast_field(mat: np.ndarray, a: int, b: int, fmin: np.ndarray, fmax: np.ndarray, ftype) -> Parsed | None:
-    """The clean case of one field, decided from per-position minima and maxima; None when not clean."""
-    n = len(mat)
+    """The clean case of one field over all rows, decided from the per-position minimum and maximum byte over
+    all rows (`fmin`, `fmax`); None when some row is not clean (the caller then checks row by row)."""
+    n, w = len(mat), b - a
     ok = np.zeros(n, dtype=bool)
+    if n > 1 and (fmin == fmax).all():
+        # The same bytes in every row (a reserved field, a constant code): parse one row, repeat it.
+        one = _fast_field(mat[:1], a, b, fmin, fmax, ftype)
+        if one is None or one.bad.any():
+            return None
+        return Parsed(pa.repeat(one.values[0], n), ok)
     if isinstance(ftype, SignedFen):
         if fmin[0] < ord("C") or fmax[0] > ord("D") or fmin[1:].min() < _DIGIT0 or fmax[1:].max() > _DIGIT9:
             return None
-        values = pc.cast(_strings(mat, a + 1, b), pa.int64()).to_numpy(zero_copy_only=False)
+        values = pc.cast(_strings(_field_bytes(mat, a + 1, b), n, w - 1), pa.int64()).to_numpy(zero_copy_only=False)
         if fmax[0] == ord("D"):
             values = np.where(mat[:, a] == ord("D"), -values, values)
         return Parsed(pa.array(values, pa.int64()), ok)
@@ -282,10 +350,10 @@ def _fast_field(mat: np.ndarray, a: int, b: int, fmin: np.ndarray, fmax: np.ndar
         if fmin.min() < _DIGIT0 or fmax.max() > _DIGIT9:
             return None
         if isinstance(ftype, Digits):
-            return Parsed(_strings(mat, a, b).cast(pa.string()), ok)
-        if b - a > 18 or isinstance(ftype, Int) and ftype.positive:
+            return Parsed(_strings(_field_bytes(mat, a, b), n, w), ok)
+        if w > 18 or isinstance(ftype, Int) and ftype.positive:
             return None  # too wide for int64 digits, or a `> 0` check: the row-by-row path
-        values = pc.cast(_strings(mat, a, b), pa.int64())
+        values = pc.cast(_strings(_field_bytes(mat, a, b), n, w), pa.int64())
         if isinstance(ftype, Date8):
             return ftype._from_int(values.to_numpy(zero_copy_only=False), ok)
         return Parsed(values, ok)
@@ -293,39 +361,61 @@ def _fast_field(mat: np.ndarray, a: int, b: int, fmin: np.ndarray, fmax: np.ndar
         return None
     if fmin.min() < SPACE or fmax.max() > 0x7E:
         return None  # control bytes or GBK somewhere in the column: the row-by-row path
-    # Positions that are a space in every row, at the end of the field, hold nothing: leave them out.
+    # Positions that are a space in every row, at the end of the field, hold nothing: they are not copied.
     blank = (fmin == SPACE) & (fmax == SPACE)
-    used = 0 if blank.all() else len(blank) - int(np.argmin(blank[::-1]))
-    text = _strings(mat, a, a + used)
+    used = 0 if blank.all() else w - int(np.argmin(blank[::-1]))
+    text = _strings(_field_bytes(mat, a, a + used), n, used) if used else _strings(None, n, 0)
     if used and fmin[used - 1] == SPACE:  # some row ends in spaces within the used part
         text = pc.utf8_rtrim(text, characters=" ")
-    return ftype.parse(text.cast(pa.string()))
+    return ftype.parse(text)
 
 
-def _decode_text(sub: np.ndarray, encoding: str, file_name: str) -> tuple[pa.Array, np.ndarray]:
+def _refuse_utf8(raw: bytes, encoding: str, file_name: str, line: int | None) -> None:
+    """Chinese text that is valid UTF-8 in a GBK file was written in UTF-8 (padded to the right byte count, so
+    the line length does not show it): reject the file rather than load garbled names. Genuine GBK text is
+    practically never valid UTF-8 holding CJK ideographs."""
+    if encoding.lower() not in ("gbk", "gb18030", "gb2312"):
+        return
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return
+    if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        raise EncodingError(file_name, "Chinese text is encoded in UTF-8", line=line, expected=encoding.upper(),
+                            found="UTF-8")
+
+
+def _decode_text(sub: np.ndarray, encoding: str, file_name: str,
+                 lines: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
     """Bytes of one text field for every row -> right-trimmed strings, and rows that would not decode.
 
-    Rows of printable ASCII go straight to Arrow; only rows holding bytes >= 0x80 go through the GBK codec."""
+    Rows of printable ASCII go straight to Arrow; only rows holding bytes >= 0x80 go through the codec."""
     n, w = sub.shape
-    undecodable = (sub < SPACE).any(axis=1) | (sub == 0x7F).any(axis=1)  # control bytes are never text
-    clean = np.where(undecodable[:, None], np.uint8(SPACE), sub) if undecodable.any() else sub
-    high = (clean >= 0x80).any(axis=1)
-    ascii_rows = np.where(high[:, None], np.uint8(SPACE), clean) if high.any() else clean
-    text = pc.utf8_rtrim(_strings(ascii_rows, 0, w).cast(pa.string()), characters=" ")
-    rows = np.flatnonzero(high)
+    rows_of = _field_bytes(sub, 0, w).reshape(n, w)
+    undecodable = ((rows_of < SPACE) | (rows_of == 0x7F)).any(axis=1)  # control bytes are never text
+    high = (rows_of >= 0x80).any(axis=1)
+    special = high | undecodable
+    ascii_rows = rows_of.copy() if special.any() else rows_of
+    ascii_rows[special] = SPACE
+    text = pc.utf8_rtrim(_strings(ascii_rows.reshape(-1), n, w), characters=" ")
+    rows = np.flatnonzero(high & ~undecodable)
     if not len(rows):
         return text, undecodable
     decoded = []
     for i in rows:  # only rows with non-ASCII bytes: the codec, one row at a time
+        raw = rows_of[i].tobytes()
+        _refuse_utf8(raw, encoding, file_name, None if lines is None else int(lines[i]))
         try:
-            decoded.append(clean[i].tobytes().decode(encoding).rstrip(" "))
+            decoded.append(raw.decode(encoding).rstrip(" "))
         except UnicodeDecodeError:
             decoded.append("")
             undecodable[i] = True
     if len(rows) == n > 1 and undecodable.all():
         raise EncodingError(file_name, f"no record's text decodes as {encoding}", expected=encoding,
                             found="undecodable bytes")
-    return pc.replace_with_mask(text, pa.array(high), pa.array(decoded, pa.string())), undecodable
+    mask = np.zeros(n, dtype=bool)
+    mask[rows] = True
+    return pc.replace_with_mask(text, pa.array(mask), pa.array(decoded, pa.string())), undecodable
 
 
 def _empty(layout: FileLayout) -> pa.Table:

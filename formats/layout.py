@@ -187,15 +187,12 @@ class Int(FieldType):
         bad = _is_all_digits(text) | (lengths == 0) | (lengths > 18)
         clean = pc.if_else(pa.array(bad), "0", text)
         values = pc.cast(clean, pa.int64()).to_numpy(zero_copy_only=False)
-        if self.positive:
-            bad |= values <= 0
-        return Parsed(_with_nulls(values, bad, pa.int64()), bad)
+        # A zero is readable (it still counts in a total) but breaks `> 0`: null only what cannot be read.
+        return Parsed(_with_nulls(values, bad, pa.int64()), bad | (values <= 0) if self.positive else bad)
 
     def parse_matrix(self, mat: np.ndarray) -> Parsed:
         values, bad = _digits_matrix_to_int(mat)
-        if self.positive:
-            bad |= values <= 0
-        return Parsed(_with_nulls(values, bad, pa.int64()), bad)
+        return Parsed(_with_nulls(values, bad, pa.int64()), bad | (values <= 0) if self.positive else bad)
 
 
 @dataclass(frozen=True)
@@ -263,9 +260,9 @@ class Yuan(FieldType):
         clean = pc.replace_substring_regex(clean, r"^([0-9]+)$", r"\1.00")
         clean = pc.replace_substring_regex(clean, r"^([0-9]+\.[0-9])$", r"\10")  # RE2: group 1, then "0"
         fen = pc.cast(pc.replace_substring(clean, ".", ""), pa.int64()).to_numpy(zero_copy_only=False)
+        null = bad.copy()  # a zero is readable (it counts in a total) even where `> 0` makes it an error
         if self.positive:
             bad |= fen <= 0
-        null = bad.copy()
         if self.blank:
             empty = pc.fill_null(pc.equal(pc.utf8_length(text), 0), True).to_numpy(zero_copy_only=False)
             bad &= ~empty

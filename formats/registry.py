@@ -6,9 +6,11 @@ and in DAG tags.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from formats import delimited, excel, fixed_width, xml
 from formats.flag import Flag
@@ -53,6 +55,28 @@ def read(path: Path, layout_name: str, flag: Flag | None = None) -> ReadResult:
     return ENGINES[layout.framing].read(Path(path), layout, flag)
 
 
+def read_to_parquet(path: Path, layout_name: str, out: Path, flag: Flag | None = None) -> ReadResult:
+    """Read `path` with the named layout and write its detail records (with `_line`) to the zstd Parquet file
+    `out`, which appears (atomic rename) only once the file has been read and its controls hold.
+
+    Fixed-width files stream in bounded memory; the other framings are read whole (their files are small),
+    except RFC 4180 extracts, which stream too. The result is as `read`'s, with an empty `records` table."""
+    layout = get(layout_name)
+    out = Path(out)
+    engine = ENGINES[layout.framing]
+    if hasattr(engine, "read_to_parquet"):
+        return engine.read_to_parquet(Path(path), layout, out, flag)
+    result = engine.read(Path(path), layout, flag)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        pq.write_table(result.records, tmp, compression="zstd")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    result.records = result.records.slice(0, 0)
+    return result
+
+
 def write(path: Path, layout_name: str, records: pa.Table, header: dict | None = None,
           trailer: dict | None = None, **options) -> int:
     """Write `records` (and the header / trailer values) with the named layout's engine, atomically; returns
@@ -62,20 +86,3 @@ def write(path: Path, layout_name: str, records: pa.Table, header: dict | None =
     layout = get(layout_name)
     return ENGINES[layout.framing].write(Path(path), layout, records, header, trailer, **options)
 
-
-def read_to_parquet(path: Path, layout_name: str, out: Path, flag: Flag | None = None) -> ReadResult:
-    """Read `path` into a zstd Parquet file of its detail records (with `_line`), atomically.
-
-    Fixed-width files stream with memory bounded by one batch; the other framings are read whole (their files
-    are small). The returned result keeps the header, trailer, quarantine and counts."""
-    layout = get(layout_name)
-    if layout.framing == "fixed":
-        return fixed_width.read_to_parquet(Path(path), layout, Path(out), flag)
-    import os
-
-    import pyarrow.parquet as pq
-    result = read(path, layout_name, flag)
-    tmp = Path(out).with_name(f".{Path(out).name}.tmp")
-    pq.write_table(result.records, tmp, compression="zstd")
-    os.replace(tmp, out)
-    return result

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from formats.errors import ControlTotalMismatch, DuplicateKey, FileRejected, StructureError
+from formats.errors import ControlTotalMismatch, DuplicateKey, FileRejected, FlagMismatch, StructureError
 from formats.flag import Flag, verify_count
 from formats.layout import Count, FileLayout, Sum, Unique
 
@@ -167,6 +167,10 @@ class Totals:
                 for t in self._tables(batch, rec):
                     if not t.num_rows:
                         continue
+                    flt = (c.where or c.where_not or (None,))[0]
+                    if flt and c.unreadable == "reject" and t[flt].null_count and c not in self.unreadable:
+                        # Which total this record belongs to cannot be told: the control cannot be checked.
+                        self.unreadable[c] = t.filter(pc.is_null(t[flt]))["_line"][0].as_py()
                     t = _filter(t, c.where, c.where_not)
                     col = t[fname]
                     if col.null_count and c not in self.unreadable and c.unreadable == "reject":
@@ -258,6 +262,9 @@ def check_controls(layout: FileLayout, file_name: str, totals: Totals, single: d
                     file_name, f"an amount is unreadable, so the control total {c.equals} cannot be checked",
                     line=totals.unreadable[c])
             computed, name = totals.sums.get(c, 0), f"sum of {c.of}{flt} = {c.equals}"
+        if declared != computed and c.equals == "flag":
+            raise FlagMismatch(file_name, "record count differs from the flag file", expected=declared,
+                               found=computed)
         if declared != computed:
             raise ControlTotalMismatch(file_name, f"control total {name} does not hold",
                                        expected=f"{declared} (declared)", found=f"{computed} (computed)")

@@ -22,7 +22,7 @@ DETAIL = Record("detail", fields=(
     Column("batch_no",     Text(max_bytes=40)),
     Column("txn_time",     IsoTimestamp()),
     Column("account_no",   Text(blank=False, max_bytes=32)),
-    Column("account_name", Text()),
+    Column("account_name", Text(blank=False)),
     Column("dr_cr",        Code({"D": "debit", "C": "credit"})),
     Column("amount_fen",   Int(positive=True)),
     Column("currency",     Code({"CNY": "renminbi"})),

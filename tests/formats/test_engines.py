@@ -1,0 +1,217 @@
+"""Behaviour of the engines that the sample files alone do not pin down: writers refusing what does not fit,
+XML safety limits, streaming equal to reading whole, what a rejected file still tells its caller."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from formats import delimited, excel, fixed_width, registry, xml
+from formats.errors import (ControlTotalMismatch, EncodingError, FieldOverflow, FileRejected, FlagMismatch,
+                            StructureError, UnsafeXml, UnwritableValue)
+from formats.flag import Flag, md5_of, parse_flag
+from formats.registry import LAYOUTS
+
+from .conftest import SAMPLES
+
+ACOMN = LAYOUTS["unionpay.acomn"]
+ERRN = LAYOUTS["unionpay.errn"]
+
+
+# --- fixed width ---------------------------------------------------------------------------------------------
+
+def test_errn_fields_after_the_chinese_merchant_name_are_read_at_their_byte_positions():
+    """merchant_name (411-450) holds GBK text: 2 bytes a character. Every later field must still be found by
+    byte position, which character slicing of decoded text would shift."""
+    path = SAMPLES / "unionpay" / "errn" / "ok_chinese_merchant_name.txt"
+    raw = path.read_bytes().split(b"\r\n")[1]
+    result = registry.read(path, "unionpay.errn")
+    row = result.records.filter(pa.compute.equal(result.records["_line"], 2)).to_pylist()[0]
+    assert row["merchant_name"] == "香港東方百貨有限公司深圳分公司"
+    for name in ("special_fee_type", "special_fee_level", "reserved1", "card_product", "orig_txn_code",
+                 "initiator", "acct_settle_type", "orig_txn_type", "merchant_fee", "merchant_settle_bank",
+                 "merchant_settle_bank_fee"):
+        f = ERRN.detail.field(name)
+        assert row[name] == raw[f.start - 1: f.end].decode("ascii").rstrip(" "), name
+    assert row["merchant_settle_bank_fee"] == "000000030"
+    # the decoded line is shorter than 581 characters: slicing it by the byte positions would be wrong
+    assert len(raw.decode("gbk")) < 581
+
+
+def test_writer_refuses_a_value_longer_than_its_field(tmp_path):
+    row = fixed_width.read(SAMPLES / "unionpay" / "acomn" / "ok_20261121.txt", ACOMN).records.drop_columns(["_line"])
+    too_long = row.set_column(row.schema.get_field_index("order_id"), "order_id",
+                              pa.array(["订" * 21] * row.num_rows))          # 42 bytes in GBK, the field has 40
+    with pytest.raises(FieldOverflow, match="order_id.*40 bytes"):
+        fixed_width.write(tmp_path / "x", ACOMN, too_long)
+    big = row.set_column(row.schema.get_field_index("amount_fen"), "amount_fen",
+                         pa.array([10**12] * row.num_rows, pa.int64()))    # 13 digits, the field has 12
+    with pytest.raises(FieldOverflow, match="amount_fen"):
+        fixed_width.write(tmp_path / "x", ACOMN, big)
+    assert not (tmp_path / "x").exists()
+
+
+def test_delimited_writer_refuses_overflow_separators_and_missing_values(tmp_path):
+    layout = LAYOUTS["pboc.cnaps2_dzmx"]
+    result = registry.read(SAMPLES / "pboc" / "cnaps2_dzmx" / "ok_20261121.txt", layout.name)
+    rows = result.records.drop_columns(["_line"])
+    i = rows.schema.get_field_index("payer_name")
+    with pytest.raises(FieldOverflow, match="payer_name.*60 bytes"):
+        delimited.render(layout, rows.set_column(i, "payer_name", pa.array(["公司" * 16] * rows.num_rows)),
+                         result.header)
+    with pytest.raises(UnwritableValue, match="separator"):
+        delimited.render(layout, rows.set_column(i, "payer_name", pa.array(["A|B"] * rows.num_rows)), result.header)
+    j = rows.schema.get_field_index("amount")
+    with pytest.raises(UnwritableValue, match="required"):
+        delimited.render(layout, rows.set_column(j, "amount", pa.array([None] * rows.num_rows, pa.int64())),
+                         result.header)
+
+
+def test_xml_writer_refuses_overflow():
+    layout = LAYOUTS["tips.3102"]
+    result = registry.read(SAMPLES / "tips" / "3102" / "ok_pack_gbk.xml", layout.name)
+    rows = result.records.drop_columns(["_line"])
+    i = rows.schema.get_field_index("HandOrgName")
+    with pytest.raises(FieldOverflow, match="HandOrgName"):
+        xml.render(layout, rows.set_column(i, "HandOrgName", pa.array(["南京" * 16] * rows.num_rows)), result.header)
+
+
+def test_streaming_to_parquet_equals_reading_whole_across_batch_boundaries(tmp_path, monkeypatch):
+    from bench.gen_acomn import chunk
+    mat = chunk(0, 1000, dt.date(2026, 11, 21), np.random.default_rng(3))
+    mat[99, 62:74] = np.frombuffer(b"00000000X000", dtype=np.uint8)       # a bad amount at a batch edge
+    data = mat.tobytes()
+    data = data[: 500 * 502] + data[500 * 502: 501 * 502 - 3] + b"\r\n" + data[501 * 502:]  # a short line
+    path = tmp_path / "IND26112101ACOMN"
+    path.write_bytes(data)
+    monkeypatch.setattr(fixed_width, "BATCH_RECORDS", 64)
+    whole = fixed_width.read(path, ACOMN)
+    out = tmp_path / "out.parquet"
+    streamed = fixed_width.read_to_parquet(path, ACOMN, out, row_group_rows=256)
+    assert streamed.detail_count == whole.detail_count == 1000
+    assert [(r["_line"], r["_field"]) for r in streamed.quarantine.to_pylist()] == [(100, "amount_fen"),
+                                                                                    (501, "record")]
+    table = pq.read_table(out)
+    assert table.equals(whole.records.combine_chunks())
+    assert pq.ParquetFile(out).metadata.num_row_groups == 4
+    assert table["order_id"].to_pylist()[7].startswith("订单号")
+
+
+def test_a_rejected_file_leaves_no_parquet(tmp_path):
+    path = SAMPLES / "unionpay" / "acomn" / "ok_20261121.txt"
+    wrong = Flag(path.name, path.stat().st_size, 6, md5_of(path))
+    out = tmp_path / "out.parquet"
+    with pytest.raises(FlagMismatch):
+        fixed_width.read_to_parquet(path, ACOMN, out, wrong)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ControlTotalMismatch):
+        registry.read_to_parquet(SAMPLES / "pboc" / "cnaps2_dzmx" / "debit_total_off.txt", "pboc.cnaps2_dzmx", out)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("name, sample", [
+    ("pboc.cnaps2_dzmx", "pboc/cnaps2_dzmx/ok_20261121.txt"), ("tips.3102", "tips/3102/ok_pack_gbk.xml"),
+    ("payroll.batch_xlsx", "payroll/batch_xlsx/ok_20261121.xlsx"), ("ledger.journal", "ledger/journal/ok_20261121.csv"),
+    ("utility.dk", "utility/dk/ok_20261121.txt"),
+])
+def test_read_to_parquet_for_every_framing(tmp_path, name, sample):
+    whole = registry.read(SAMPLES / sample, name)
+    result = registry.read_to_parquet(SAMPLES / sample, name, tmp_path / "o.parquet")
+    assert result.detail_count == whole.detail_count and result.records.num_rows == 0
+    # Parquet has no second-resolution timestamps: they come back as milliseconds, the same instants
+    back = pq.read_table(tmp_path / "o.parquet").cast(whole.records.schema)
+    assert back.equals(whole.records.combine_chunks())
+
+
+# --- XML safety ----------------------------------------------------------------------------------------------
+
+def _cfx(body: str, encoding: str = "GBK") -> bytes:
+    return f'<?xml version="1.0" encoding="{encoding}"?>\r\n<CFX>{body}</CFX>\r\n'.encode("gbk")
+
+
+def test_xml_refuses_depth_and_size_past_the_limits(tmp_path, monkeypatch):
+    path = tmp_path / "deep.xml"
+    path.write_bytes(_cfx("<a>" * 40 + "</a>" * 40))
+    with pytest.raises(UnsafeXml, match="deeper"):
+        registry.read(path, "tips.3102")
+    monkeypatch.setattr(xml, "MAX_BYTES", 100)
+    path.write_bytes(_cfx("<HEAD>" + " " * 200 + "</HEAD>"))
+    with pytest.raises(UnsafeXml, match="larger"):
+        registry.read(path, "tips.3102")
+
+
+def test_xml_needs_a_declared_encoding_and_the_right_root(tmp_path):
+    path = tmp_path / "x.xml"
+    path.write_bytes(b"<CFX></CFX>")
+    with pytest.raises(EncodingError, match="declares no encoding"):
+        registry.read(path, "tips.3102")
+    path.write_bytes(b'<?xml version="1.0" encoding="GBK"?><ROOT></ROOT>')
+    with pytest.raises(StructureError, match="root"):
+        registry.read(path, "tips.3102")
+
+
+def test_xml_entities_are_never_expanded():
+    sample = SAMPLES / "tips" / "3102" / "xml_doctype_entity.xml"
+    with pytest.raises(UnsafeXml) as info:
+        registry.read(sample, "tips.3102")
+    assert info.value.line == 2
+
+
+# --- what a rejected batch still tells its caller ------------------------------------------------------------
+
+def test_a_rejected_pack_keeps_what_was_read_for_the_reply():
+    """TIPS: a pack failing a check is answered with a 2102 echoing AllNum/AllAmt; payroll: a rejected batch
+    still gets a result file carrying every row. The exception carries what was read."""
+    with pytest.raises(ControlTotalMismatch) as info:
+        registry.read(SAMPLES / "tips" / "3102" / "allnum_off.xml", "tips.3102")
+    assert info.value.partial.header["AllNum"] == 3 and info.value.partial.header["PackNo"] == "00000001"
+    with pytest.raises(FileRejected) as info:
+        registry.read(SAMPLES / "payroll" / "batch_csv" / "total_off.csv", "payroll.batch_csv")
+    assert info.value.partial.records.num_rows == 3
+
+
+def test_summary_names_controls_and_quarantine_reasons():
+    result = registry.read(SAMPLES / "utility" / "dk" / "zero_amount_line4.txt", "utility.dk")
+    summary = result.summary()
+    assert summary["records"] == 4 and summary["loaded"] == 3 and summary["quarantined"] == 1
+    assert "count of detail = header.record_count: 4 = 4" in summary["controls"]
+    assert summary["quarantine_reasons"][0].startswith("line 4 detail.amount_fen: expected amount in fen")
+    json.dumps(summary, ensure_ascii=False)
+
+
+def test_quarantine_keeps_the_amount_for_conservation():
+    result = registry.read(SAMPLES / "utility" / "dk" / "zero_amount_line4.txt", "utility.dk")
+    q = result.quarantine.to_pylist()[0]
+    assert q["amount_fen"] == 0 and q["_raw"].startswith(b"D00000003")
+    assert q["_expected"] == "amount in fen (digits, > 0)" and q["_actual"] == "000000000000000"
+
+
+# --- CSV extracts --------------------------------------------------------------------------------------------
+
+def test_journal_extract_streams_and_keeps_quoted_line_breaks(tmp_path):
+    layout = LAYOUTS["ledger.journal"]
+    base = registry.read(SAMPLES / "ledger" / "journal" / "ok_20261121.csv", layout.name).records.drop_columns(["_line"])
+    rows = pa.concat_tables([base] * 3000)
+    memo = rows.schema.get_field_index("memo")
+    rows = rows.set_column(memo, "memo", pa.array([f"第{i}行,\n备注" if i == 5 else f"m{i}" for i in range(rows.num_rows)]))
+    path = tmp_path / "CORE_JOURNAL_20261121.csv"
+    delimited.write(path, layout, rows)
+    result = registry.read(path, layout.name)
+    assert result.detail_count == 9000 and result.quarantined == 0
+    assert result.records.drop_columns(["_line"]).equals(rows)
+    assert result.records["memo"][5].as_py() == "第5行,\n备注"
+
+
+def test_excel_number_cell_account_is_a_row_error_with_its_text():
+    result = registry.read(SAMPLES / "payroll" / "batch_xlsx" / "excel_account_as_number_row7.xlsx",
+                           "payroll.batch_xlsx")
+    q = result.quarantine.to_pylist()[0]
+    assert (q["_line"], q["_field"], q["_expected"]) == (7, "account_no", "a text cell")
+    assert "62170000333" in q["_actual"] and "leading zeros" in q["_actual"]
+    # the row error leaves the row out of nothing else: its amount still counts toward the 合计 check
+    assert result.trailer["total_amount_fen"] == 2034555
