@@ -213,6 +213,15 @@ def render_texts(values: pa.Array, f: Field, rec: Record, layout: FileLayout) ->
             texts = f.type.render(values)
         except ValueError as e:
             raise UnwritableValue(rec.name, f.name, None, str(e)) from None
+    # Strict both ways: a wire form its own type would not read back is refused, not written.
+    check = texts if not layout.empty_is_null else pc.if_else(pc.equal(texts, ""), pa.scalar(None, pa.string()),
+                                                                texts)
+    bad = f.type.parse(check).bad
+    if nulls is not None:
+        bad &= ~nulls
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UnwritableValue(rec.name, f.name, texts[row].as_py(), f"is not {f.type.expected}", row)
     out = texts.to_pylist()
     if isinstance(f.type, Text) and f.type.max_bytes:
         lengths = _byte_lengths(texts, layout.encoding)

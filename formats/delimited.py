@@ -59,7 +59,7 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
                 totals.add(batch)
                 if batch.records.num_rows:
                     writer.write_table(batch.records)
-                kept.append(Batch(batch.records.slice(0, 0), batch.quarantine, batch.others, batch.lines))
+                kept.append(Batch(_empty_records(layout), batch.quarantine, batch.others, batch.lines))
         result = totals.finish(path.name, kept, flag)
         os.replace(tmp, out)
         return result
@@ -135,8 +135,11 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
     titles = [f.type.value for f in heading.fields]
     with open(path, "rb") as f:
         first = f.readline()
-    if not first.endswith(layout.line_end) and first.endswith(b"\n"):
-        raise StructureError(path.name, "wrong line ends", line=1, expected=layout.line_end, found=first[-2:])
+    found = "CRLF" if first.endswith(b"\r\n") else "LF"
+    wanted = "CRLF" if layout.line_end == b"\r\n" else "LF"
+    if first.endswith(b"\n") and found != wanted:
+        raise StructureError(path.name, f"line ends are {found}, the layout requires {wanted}", line=1,
+                             expected=wanted, found=found)
     bad_rows: list = []
 
     def invalid(row) -> str:
@@ -152,7 +155,7 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
             convert_options=pa_csv.ConvertOptions(column_types={t: pa.string() for t in titles},
                                                   strings_can_be_null=False, quoted_strings_can_be_null=False))
     except pa.ArrowInvalid as e:
-        raise StructureError(path.name, f"not readable as CSV ({e})", line=1) from None
+        raise _csv_error(path.name, layout, e) from None
     if reader.schema.names != titles:
         raise StructureError(path.name, "the heading line does not name the layout's columns", line=1,
                              expected=",".join(titles), found=",".join(reader.schema.names))
@@ -166,10 +169,7 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
         except StopIteration:
             break
         except pa.ArrowInvalid as e:
-            if "UTF8" in str(e) or "utf8" in str(e).lower():
-                raise EncodingError(path.name, "the file does not decode as its declared encoding",
-                                    expected=layout.encoding, found=str(e)[:80]) from None
-            raise StructureError(path.name, f"not readable as CSV ({e})") from None
+            raise _csv_error(path.name, layout, e) from None
         if bad_rows:
             raise _RowShapeError()
         n = rb.num_rows
@@ -191,16 +191,26 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
         yield Batch(_empty_records(layout), empty_quarantine(layout), {heading.name: heading_table}, 1)
 
 
+def _csv_error(file_name: str, layout: FileLayout, e: Exception) -> Exception:
+    if "utf8" in str(e).lower() or "decode" in str(e).lower():
+        return EncodingError(file_name, "the file does not decode as its declared encoding",
+                             expected=layout.encoding.upper(), found=str(e)[:80])
+    return StructureError(file_name, f"not readable as CSV ({e})")
+
+
 def _check_encoding(data: bytes, layout: FileLayout, file_name: str) -> None:
     """A GBK layout given a file that is valid UTF-8 with non-ASCII bytes was written in UTF-8: refuse it whole
     (every Chinese name would be garbled, not one line)."""
     if layout.encoding.lower() not in _MULTIBYTE or data.isascii():
         return
     try:
-        data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError:
         return
-    raise EncodingError(file_name, "the file is encoded in UTF-8", expected=layout.encoding.upper(), found="UTF-8")
+    # Genuine GBK Chinese is practically never valid UTF-8 holding CJK ideographs; a stray "隆" (C2 A1) is.
+    if any("\u4e00" <= ch <= "\u9fff" for ch in text):
+        raise EncodingError(file_name, "the file is encoded in UTF-8", expected=layout.encoding.upper(),
+                            found="UTF-8")
 
 
 def _physical_lines(data: bytes, layout: FileLayout, file_name: str) -> list[tuple[int, bytes, str | None]]:

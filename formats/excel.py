@@ -176,7 +176,7 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
 # --- writing --------------------------------------------------------------------------------------------------
 
 
-def _cell_value(f: Field, text: str | None, value):
+def _cell_value(f: Field, text: str | None):
     """A typed value -> what goes into the cell: text for text fields, a number for numbers (amounts as
     Decimal, written as their exact decimal text)."""
     if text is None:
@@ -215,7 +215,7 @@ def render(layout: FileLayout, records: pa.Table, header: dict | None, trailer: 
     wb.properties.lastModifiedBy = "duizhang"
 
     def put(row: int, col: int, f: Field, text: str | None) -> None:
-        cell = ws.cell(row=row, column=col + 1, value=_cell_value(f, text, None))
+        cell = ws.cell(row=row, column=col + 1, value=_cell_value(f, text))
         if isinstance(f.type, Yuan):
             cell.number_format = "0.00"
         elif isinstance(f.type, _TEXT_TYPES):

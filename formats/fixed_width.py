@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from formats.errors import EncodingError, FieldOverflow, StructureError
+from formats.errors import EncodingError, FieldOverflow, StructureError, UnwritableValue
 from formats.flag import Flag
 from formats.layout import SPACE, Code, Const, Date8, Digits, FileLayout, Int, Parsed, Record, SignedFen, Text
 from formats.result import Batch, ReadResult, Totals, empty_quarantine, quarantine_table
@@ -87,7 +87,7 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
                 totals.add(batch)
                 if batch.records.num_rows:
                     tables.put(batch.records)
-                kept.append(Batch(batch.records.slice(0, 0), batch.quarantine, batch.others, batch.lines))
+                kept.append(Batch(_empty(layout), batch.quarantine, batch.others, batch.lines))  # no slice: it would pin the batch
                 if failed:
                     break
         finally:
@@ -470,17 +470,18 @@ def _render_field(table: pa.Table, f, rec: Record, layout: FileLayout) -> pa.Arr
     elif isinstance(f.type, Text) and f.type.blank:
         values = pa.array([""] * table.num_rows, pa.string())
     else:
-        raise FieldOverflow(rec.name, f.name, f.width, "<missing column>")
+        raise UnwritableValue(rec.name, f.name, None, "no value given (missing column)")
     if values.null_count:
         if isinstance(f.type, Text) and f.type.blank:
             values = values.fill_null("")
         else:
             row = int(np.flatnonzero(values.is_null().to_numpy(zero_copy_only=False))[0])
-            raise FieldOverflow(rec.name, f.name, f.width, None, row)
+            raise UnwritableValue(rec.name, f.name, None, f"the field is required ({f.type.expected})", row)
     if isinstance(f.type, SignedFen):
         text = f.type.render_width(values, f.width)
     else:
         text = f.type.render(values) if values.type != pa.string() or not isinstance(f.type, Text) else values
+    _refuse_unreadable(text, f, rec)
     encoded, lengths = _encode(text, layout.encoding)
     too_long = np.flatnonzero(lengths > f.width)
     if len(too_long):
@@ -491,6 +492,21 @@ def _render_field(table: pa.Table, f, rec: Record, layout: FileLayout) -> pa.Arr
         # Numbers: right aligned, zero padded. A negative number never reaches here (types refuse it).
         return _pad(encoded, lengths, f.width, pad, left=True)
     return _pad(encoded, lengths, f.width, pad, left=False)
+
+
+def _refuse_unreadable(text: pa.Array, f, rec: Record) -> None:
+    """Strict both ways: a value whose wire form its own type would not read back (a negative amount, letters
+    in a digits field, a code not in its table, a line break in a text) is refused, never written only to be
+    quarantined at the other end."""
+    bad = f.type.parse(text).bad
+    why = f"is not {f.type.expected}"
+    if isinstance(f.type, Text):
+        control = pc.fill_null(pc.match_substring_regex(text, r"[\x00-\x1f\x7f]"), False)
+        bad = bad | control.to_numpy(zero_copy_only=False)
+        why += " without control characters or line breaks"
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise UnwritableValue(rec.name, f.name, text[row].as_py(), why, row)
 
 
 def _encode(text: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray]:

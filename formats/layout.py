@@ -533,7 +533,19 @@ class Unique:
     of: str
 
 
-Control = Count | Sum | Unique
+@dataclass(frozen=True)
+class Balanced:
+    """Debits equal credits: Σ `of` ("detail.amount_fen") over the records whose `side` field is `debit` equals
+    the Σ over those whose side is `credit`, for the whole file and, with `by`, within each group (a voucher)."""
+
+    of: str
+    side: str
+    debit: str = "D"
+    credit: str = "C"
+    by: str = ""
+
+
+Control = Count | Sum | Unique | Balanced
 
 
 @dataclass(frozen=True)
@@ -663,6 +675,12 @@ def check_layout(layout: FileLayout) -> None:
         if k not in detail.names:
             fail(f"key field {k!r} is not a field of {detail.name}")
     for c in layout.controls:
+        if isinstance(c, Balanced):
+            rec_name, _, fname = c.of.partition(".")
+            if rec_name not in names or any(x and x not in layout.record(rec_name).names
+                                             for x in (fname, c.side, c.by)):
+                fail(f"control {c} names an unknown record or field")
+            continue
         if isinstance(c, Unique):
             refs = [c.of]
         else:

@@ -73,7 +73,7 @@ def read_to_parquet(path: Path, layout_name: str, out: Path, flag: Flag | None =
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    result.records = result.records.slice(0, 0)
+    result.records = result.records.schema.empty_table()  # not a slice: it would pin the records
     return result
 
 

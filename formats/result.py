@@ -8,7 +8,7 @@ import pyarrow.compute as pc
 
 from formats.errors import ControlTotalMismatch, DuplicateKey, FileRejected, FlagMismatch, StructureError
 from formats.flag import Flag, verify_count
-from formats.layout import Count, FileLayout, Sum, Unique
+from formats.layout import Balanced, Count, FileLayout, Sum, Unique
 
 QUARANTINE_COLUMNS = [
     ("_line", pa.int64()),       # 1-based line (or row / element number) in the file
@@ -109,6 +109,11 @@ class ReadResult:
                 reasons.append(f"line {r['_line']} {r['_record']}.{r['_field']}: expected {r['_expected']}, "
                                f"found {r['_actual']!r}")
         out["quarantine_reasons"] = reasons
+        # Header and trailer values as text: the summary is stored as JSON by callers that pass no encoder.
+        for part in ("header", "trailer"):
+            values = getattr(self, part)
+            if values:
+                out[part] = {k: ("" if v is None else str(v)) for k, v in values.items()}
         out.update({k: v for k, v in self.extra.items() if isinstance(v, (str, int))})
         return out
 
@@ -132,6 +137,7 @@ class Totals:
         self.sums: dict[Sum, int] = {}
         self.unreadable: dict[Sum, int] = {}  # first line whose summed amount could not be read
         self.uniques: dict[Unique, list[pa.Table]] = {}
+        self.balances: dict[Balanced, dict[str, list[int]]] = {}  # group -> [debits, credits]
         self.others: dict[str, list[pa.Table]] = {}
         self.lines = 0
 
@@ -158,6 +164,21 @@ class Totals:
                     t = _filter(t, c.where, c.where_not)
                     n += t.num_rows - (t[c.readable].null_count if c.readable else 0)
                 self.control_counts[c] = self.control_counts.get(c, 0) + n
+            elif isinstance(c, Balanced):
+                rec, _, fname = c.of.partition(".")
+                groups = self.balances.setdefault(c, {})
+                for t in self._tables(batch, rec):
+                    if not t.num_rows:
+                        continue
+                    if t[fname].null_count and c not in self.unreadable:
+                        self.unreadable[c] = t.filter(pc.is_null(t[fname]))["_line"][0].as_py()
+                    keys = t[c.by].to_pylist() if c.by else [""] * t.num_rows
+                    for key, side, amount in zip(keys, t[c.side].to_pylist(), t[fname].to_pylist()):
+                        sums = groups.setdefault(key or "", [0, 0])
+                        if side == c.debit:
+                            sums[0] += amount or 0
+                        elif side == c.credit:
+                            sums[1] += amount or 0
             elif isinstance(c, Unique):
                 rec, _, fname = c.of.partition(".")
                 self.uniques.setdefault(c, []).extend(t.select(["_line", fname]) for t in self._tables(batch, rec)
@@ -237,6 +258,9 @@ def check_controls(layout: FileLayout, file_name: str, totals: Totals, single: d
         if isinstance(c, Unique):
             _check_unique(file_name, c, totals.uniques.get(c, []))
             continue
+        if isinstance(c, Balanced):
+            checks.append(_check_balanced(file_name, c, totals))
+            continue
         if c.equals == "flag":
             if flag is None:
                 continue
@@ -270,6 +294,24 @@ def check_controls(layout: FileLayout, file_name: str, totals: Totals, single: d
                                        expected=f"{declared} (declared)", found=f"{computed} (computed)")
         checks.append(ControlCheck(name, int(declared), int(computed)))
     return checks
+
+
+def _check_balanced(file_name: str, c: Balanced, totals: Totals) -> ControlCheck:
+    if c in totals.unreadable:
+        raise ControlTotalMismatch(file_name, f"an amount is unreadable, so debits and credits cannot be checked",
+                                   line=totals.unreadable[c])
+    groups = totals.balances.get(c, {})
+    for key, (debits, credits) in sorted(groups.items()):
+        if debits != credits:
+            what = f"{c.by} {key}" if c.by else "the file"
+            raise ControlTotalMismatch(file_name, f"{what} does not balance", expected=f"credits = debits {debits}",
+                                       found=f"credits {credits}")
+    debits = sum(g[0] for g in groups.values())
+    credits = sum(g[1] for g in groups.values())
+    if debits != credits:  # pragma: no cover - implied by the per-group check
+        raise ControlTotalMismatch(file_name, "the file does not balance", expected=debits, found=credits)
+    by = f" per {c.by}" if c.by else ""
+    return ControlCheck(f"{c.of} debits = credits{by}", debits, credits)
 
 
 def _check_unique(file_name: str, c: Unique, tables: list[pa.Table]) -> None:

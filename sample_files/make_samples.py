@@ -329,9 +329,9 @@ def tips() -> None:
     ok = xml.render(lay, table(L, rets), hdr)
     case(L, "ok_pack_processed", "xml", ok, {"records": 2, "loaded": 2, "quarantine": [],
                                              "header": {"SuccNum": 1, "SuccAmt": 82379809, "MsgRef": "20261121310200000001"}})
-    rejected = xml.render(lay, table(L, []) if False else pa.schema(
-        [(f.name, f.type.arrow_type) for f in lay.detail.fields]).empty_table(),
-        {**hdr, "SuccNum": 0, "SuccAmt": 0, "Result": "94999", "AddWord": "批量包校验失败: TraNo 重复"})
+    no_returns = lay.arrow_schema().empty_table()
+    rejected = xml.render(lay, no_returns, {**hdr, "SuccNum": 0, "SuccAmt": 0, "Result": "94999",
+                                            "AddWord": "批量包校验失败: TraNo 重复"})
     case(L, "ok_pack_rejected_whole", "xml", rejected, {"records": 0, "loaded": 0, "quarantine": [],
                                                         "header": {"Result": "94999", "AllNum": 2}})
     case(L, "succamt_off", "xml", ok.replace(b"<SuccAmt>823798.09</SuccAmt>", b"<SuccAmt>823963.09</SuccAmt>"),
@@ -666,6 +666,9 @@ def ledger() -> None:
          {"raises": "StructureError", "message_contains": "amount_fen"})
     case(L, "wrong_field_count_line4", "csv", ok.replace(b',"he said ""ok"""', b""),
          {"records": 3, "loaded": 2, "quarantine": [{"line": 4, "field": "record"}]})
+    case(L, "crlf_line_ends", "csv", ok.replace(b"\n", b"\r\n"),
+         {"raises": "StructureError", "message_contains": "CRLF"})
+    case(L, "gbk_instead_of_utf8", "csv", ok.decode("utf-8").encode("gbk"), {"raises": "EncodingError"})
     case(L, "bad_timestamp_line2", "csv", ok.replace(b"2026-11-21 08:15:02", b"2026-11-21T08:15:02"),
          {"records": 3, "loaded": 2, "quarantine": [{"line": 2, "field": "txn_time"}]})
 
@@ -680,8 +683,10 @@ def ledger() -> None:
     ok = delimited.render(lay, table(L, ents))
     case(L, "ok_unionpay_acq_20261121", "csv", ok, {"records": 2, "loaded": 2, "quarantine": [], "check": [
         {"line": 3, "account_no": "MERCH-STL", "memo": "银联清算, 交易净额"}]})
-    case(L, "bad_dr_cr_line2", "csv", ok.replace(b",CUPS-CLR,D,", b",CUPS-CLR,X,"),
-         {"records": 2, "loaded": 1, "quarantine": [{"line": 2, "field": "dr_cr"}]})
+    case(L, "bad_acct_date_line2", "csv", ok.replace(b",1,2026-11-21,", b",1,2026-11-31,"),
+         {"records": 2, "loaded": 1, "quarantine": [{"line": 2, "field": "acct_date"}]})
+    case(L, "voucher_unbalanced", "csv", ok.replace(b",MERCH-STL,C,64000,", b",MERCH-STL,C,64001,"),
+         {"raises": "ControlTotalMismatch", "message_contains": "UNIONPAY_ACQ-20261121-CLR-0001 does not balance"})
 
 
 def main() -> None:

@@ -215,3 +215,21 @@ def test_excel_number_cell_account_is_a_row_error_with_its_text():
     assert "62170000333" in q["_actual"] and "leading zeros" in q["_actual"]
     # the row error leaves the row out of nothing else: its amount still counts toward the 合计 check
     assert result.trailer["total_amount_fen"] == 2034555
+
+
+def test_writers_refuse_values_their_own_reader_would_quarantine(tmp_path):
+    """Strict both ways: no writer produces a record the other end must quarantine."""
+    rows = fixed_width.read(SAMPLES / "unionpay" / "acomn" / "ok_20261121.txt", ACOMN).records.drop_columns(["_line"])
+    for name, value in (("amount_fen", pa.array([-5] * rows.num_rows, pa.int64())),
+                        ("msg_type", pa.array(["0100"] * rows.num_rows)),
+                        ("order_id", pa.array(["line\r\nbreak"] * rows.num_rows)),
+                        ("pan", pa.array([""] * rows.num_rows))):
+        bad = rows.set_column(rows.schema.get_field_index(name), name, value)
+        with pytest.raises(UnwritableValue, match=name):
+            fixed_width.write(tmp_path / "x", ACOMN, bad)
+    layout = LAYOUTS["pboc.cnaps2_dzmx"]
+    result = registry.read(SAMPLES / "pboc" / "cnaps2_dzmx" / "ok_20261121.txt", layout.name)
+    good = result.records.drop_columns(["_line"])
+    bad = good.set_column(good.schema.get_field_index("instr_bank"), "instr_bank", pa.array(["31310000001"] * 4))
+    with pytest.raises(UnwritableValue, match="instr_bank.*12 digits"):
+        delimited.render(layout, bad, result.header)

@@ -5,7 +5,7 @@ UTF-8, comma-separated, one header line with the column names, CRLF. The spec do
 layout uses RFC 4180 quoting so that a memo holding a comma stays one field (a value without a comma, quote or
 line break is written bare, so ordinary files are unchanged by it).
 """
-from formats.layout import Code, Column, FileLayout, Fen, Int, IsoDate, Record, Text, heading
+from formats.layout import Balanced, Code, Column, FileLayout, Fen, Int, IsoDate, Record, Text, heading
 
 DETAIL = Record("detail", fields=(
     Column("voucher_no", Text(blank=False)),    # one voucher (传票) per business event; its lines balance
@@ -24,5 +24,7 @@ LAYOUT = FileLayout(
     name="ledger.entries",
     framing="delimited", encoding="utf-8", delimiter=",", quoting="rfc4180",
     records=(heading("column_names", COLUMNS), DETAIL),
+    # "every voucher balances; the file's total debits equal its total credits"
+    controls=(Balanced("detail.amount_fen", side="dr_cr", by="voucher_no"),),
     key=("voucher_no", "line_no"),
 )
