@@ -6,16 +6,10 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
+from connectors.ledger import JOURNAL_SCHEMA
 from formats.specs.unionpay.acomn import LAYOUT as ACOMN
 
 T = dt.date(2026, 11, 21)
-JOURNAL_SCHEMA = pa.schema([
-    ("acct_date", pa.date32()), ("journal_no", pa.string()), ("seq_no", pa.int64()), ("channel", pa.string()),
-    ("channel_ref", pa.string()), ("batch_no", pa.string()), ("txn_time", pa.timestamp("s")),
-    ("account_no", pa.string()), ("account_name", pa.string()), ("dr_cr", pa.string()), ("amount_fen", pa.int64()),
-    ("currency", pa.string()), ("status", pa.string()), ("reason_code", pa.string()), ("reversal_of", pa.string()),
-    ("memo", pa.string()),
-])
 
 
 def acomn(stan: str, time: str = "1121100000", amount: int = 10000, *, msg: str = "0200", proc: str = "000000",
