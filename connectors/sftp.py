@@ -393,6 +393,16 @@ class Source(ABC):
                  ", decompressed" if compressed else "")
         return FetchedFile(local_path.name, local_path, size, md5, flag, compressed)
 
+    def read_flag(self, remote_dir: str, name: str) -> Flag:
+        """The flag of `name` in `remote_dir`, checked (complete, names the file, within the size limit).
+
+        Lets a caller recognise a file it already holds (same name and MD5) without downloading it again.
+        Raises like `fetch` does for the flag."""
+        remote_dir = check_dir(remote_dir, host=self.label)
+        check_name(name, host=self.label)
+        remote_path = posixpath.join(remote_dir, name)
+        return self._run(f"read flag {remote_path}", lambda: self._read_flag(remote_path, name))
+
     def deliver(self, local_path: Path | str, remote_dir: str, *, force: bool = False,
                 record_count: int | None = None) -> Delivery:
         """Upload `local_path` into `remote_dir` as ``NAME.tmp``, rename it to ``NAME``, then write ``NAME.ok``.
@@ -421,6 +431,27 @@ class Source(ABC):
 
     def _download_to_part(self, remote_path: str, name: str, part: Path) -> Flag:
         """One attempt: read and check the flag, then copy the data file into `part` (resuming if it exists)."""
+        flag = self._read_flag(remote_path, name)
+        try:
+            remote_size = self._size(remote_path)
+        except FileNotFoundError:
+            raise FileNotReady(f"flag file {name + FLAG_SUFFIX} present but the data file is not", host=self.label,
+                               path=remote_path, missing=(name,)) from None
+        if remote_size != flag.size:
+            raise FlagMismatch(f"{self.label} {remote_path}", "size on the server differs from the flag",
+                               expected=flag.size, found=remote_size)
+        offset = part.stat().st_size if part.exists() else 0
+        if offset > flag.size:
+            offset = 0
+        if offset:
+            log.info("%s %s: resuming download at byte %d", self.label, remote_path, offset)
+        with open(part, "r+b" if offset else "wb") as out:
+            out.truncate(offset)
+            out.seek(offset)
+            self._download(remote_path, out, offset, flag.size)
+        return flag
+
+    def _read_flag(self, remote_path: str, name: str) -> Flag:
         flag_name = name + FLAG_SUFFIX
         try:
             flag_bytes = self._read_small(remote_path + FLAG_SUFFIX, MAX_FLAG_BYTES)
@@ -439,23 +470,6 @@ class Source(ABC):
         if flag.size > self.max_file_bytes:
             raise FileTooLarge("file larger than the download limit", host=self.label, path=remote_path,
                                expected=f"at most {self.max_file_bytes} bytes", found=f"{flag.size} bytes (flag)")
-        try:
-            remote_size = self._size(remote_path)
-        except FileNotFoundError:
-            raise FileNotReady(f"flag file {flag_name} present but the data file is not", host=self.label,
-                               path=remote_path, missing=(name,)) from None
-        if remote_size != flag.size:
-            raise FlagMismatch(f"{self.label} {remote_path}", "size on the server differs from the flag",
-                               expected=flag.size, found=remote_size)
-        offset = part.stat().st_size if part.exists() else 0
-        if offset > flag.size:
-            offset = 0
-        if offset:
-            log.info("%s %s: resuming download at byte %d", self.label, remote_path, offset)
-        with open(part, "r+b" if offset else "wb") as out:
-            out.truncate(offset)
-            out.seek(offset)
-            self._download(remote_path, out, offset, flag.size)
         return flag
 
     def _copy_capped(self, read: Callable[[int], bytes], out: BinaryIO, offset: int, remote_path: str) -> None:

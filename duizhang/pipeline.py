@@ -91,10 +91,25 @@ def fetch(channel: str, date: dt.date, source: str, wd: Workdir, *, wait_seconds
             raise NothingToReconcile(f"{channel} {date}: no file matching {matcher.pattern} in {remote_dir} "
                                      f"on {source if '@' not in str(source) else 'the SFTP server'}")
         for name in names:
+            if known := _already_received(wd, channel, date, name, src.read_flag(remote_dir, name).md5):
+                registered.append(known)
+                continue
             got = src.fetch(remote_dir, name, staging)
             registered.append(_register(wd, channel, date, got))
     shutil.rmtree(staging, ignore_errors=True)
     return registered
+
+
+def _already_received(wd: Workdir, channel: str, date: dt.date, remote_name: str, remote_md5: str) -> dict | None:
+    """The registry row of a file received before with the MD5 its flag now announces: no need to download it."""
+    with wd.control() as db:
+        known = db.execute("SELECT * FROM files WHERE channel=? AND business_date=? AND name=? AND remote_md5=?",
+                           (channel, date.isoformat(), remote_name.removesuffix(".gz"), remote_md5)).fetchone()
+    if known is None or not Path(known["local_path"]).exists():
+        return None
+    log.info("%s %s: %s already received as version %s (its flag announces the same MD5): not downloaded again",
+             channel, date, remote_name, known["version"])
+    return dict(known) | {"duplicate": True}
 
 
 def _register(wd: Workdir, channel: str, date: dt.date, got) -> dict:
@@ -116,9 +131,10 @@ def _register(wd: Workdir, channel: str, date: dt.date, got) -> dict:
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(got.local_path, target)
         (target.parent / f"{got.name}.ok").write_bytes(got.flag.render())
-        db.execute("INSERT OR REPLACE INTO files (channel, business_date, name, version, md5, size, flag_records,"
-                   " local_path, received_at, status) VALUES (?,?,?,?,?,?,?,?,?, 'received')",
-                   (channel, d, got.name, version, got.md5, got.size, got.flag.record_count, str(target), now()))
+        db.execute("INSERT OR REPLACE INTO files (channel, business_date, name, version, md5, remote_md5, size,"
+                   " flag_records, local_path, received_at, status) VALUES (?,?,?,?,?,?,?,?,?,?, 'received')",
+                   (channel, d, got.name, version, got.md5, got.flag.md5, got.size, got.flag.record_count,
+                    str(target), now()))
         db.execute("COMMIT")
     log.info("%s %s: registered %s version %d (%d bytes, %d records by its flag, md5 %s)",
              channel, d, got.name, version, got.size, got.flag.record_count, got.md5)
@@ -127,16 +143,20 @@ def _register(wd: Workdir, channel: str, date: dt.date, got) -> dict:
 
 
 def current_files(wd: Workdir, channel: str, date: dt.date) -> list[dict]:
-    """The files of T that count: per name the latest version; for UnionPay/PBOC only the highest NN."""
+    """The files of T that count: per name the latest version; for UnionPay/PBOC only the highest NN per kind."""
     spec = CHANNEL_FILES[channel]
     with wd.control() as db:
         rows = [dict(r) for r in db.execute(
             "SELECT * FROM files f WHERE channel=? AND business_date=? AND version = (SELECT max(version) FROM files "
             "g WHERE g.channel=f.channel AND g.business_date=f.business_date AND g.name=f.name) ORDER BY name",
             (channel, date.isoformat()))]
-    if spec.latest_sequence_wins and rows:
-        matcher = spec.matcher(date)
-        rows = [max(rows, key=lambda r: matcher.match(r["name"].removesuffix(".gz")).group("seq"))]
+    if spec.latest_sequence_wins:
+        latest: dict[str, tuple[str, dict]] = {}
+        for r in rows:
+            kind, m = spec.kind_matching(r["name"], date)
+            if kind.kind not in latest or m.group("seq") > latest[kind.kind][0]:
+                latest[kind.kind] = (m.group("seq"), r)
+        rows = sorted((r for _, r in latest.values()), key=lambda r: r["name"])
     return rows
 
 
@@ -144,34 +164,58 @@ def current_files(wd: Workdir, channel: str, date: dt.date) -> list[dict]:
 
 
 def parse(channel: str, date: dt.date, wd: Workdir) -> dict:
-    """Read the current file(s) of T into Parquet with their quarantine; a rejected file stops the channel."""
-    spec = CHANNEL_FILES[channel]
+    """Read every current file of T into Parquet with its quarantine, then write the channel's manifest."""
+    files = current_files(wd, channel, date)
+    if not files:
+        raise NothingToReconcile(f"{channel} {date}: no file registered; run the fetch step first")
+    for f in files:
+        parse_file(channel, date, wd, f["name"])
+    return write_manifest(channel, date, wd)
+
+
+def parse_file(channel: str, date: dt.date, wd: Workdir, name: str) -> dict:
+    """Read the current version of one file of T into Parquet, its quarantine and `{name}.v{N}.json`.
+
+    One task per file under Airflow (dynamic task mapping); a rejected file raises FileRejected and the channel
+    stops at `write_manifest`, which finds no result for it."""
+    f = next((f for f in current_files(wd, channel, date) if f["name"] == name), None)
+    if f is None:
+        raise NothingToReconcile(f"{channel} {date}: {name} is not a current file of this date; run the fetch step")
+    kind, _ = CHANNEL_FILES[channel].kind_matching(name, date)
+    out_dir = wd.parsed(channel, date)
+    path = Path(f["local_path"])
+    stem = f"{f['name']}.v{f['version']}"
+    with locked(wd, f"{channel}.{name}", date):
+        flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
+        try:
+            result = registry.read_to_parquet(path, kind.layout, out_dir / f"{stem}.parquet", flag)
+        except FileRejected as e:
+            _set_status(wd, f, "rejected", str(e))
+            (out_dir / f"{stem}.json").unlink(missing_ok=True)
+            raise
+        quarantine = result.quarantine.append_column("_file", pa.array([f["name"]] * result.quarantined, pa.string()))
+        write_parquet(quarantine, out_dir / f"{stem}.quarantine.parquet")
+        parsed = {"name": f["name"], "version": f["version"], "md5": f["md5"],
+                  "kind": kind.kind,
+                  "records": result.detail_count, "quarantined": result.quarantined,
+                  "amount_fen": _amounts(out_dir / f"{stem}.parquet", quarantine), "parquet": f"{stem}.parquet",
+                  "quarantine": f"{stem}.quarantine.parquet"}
+        _write_json(out_dir / f"{stem}.json", parsed)
+        _set_status(wd, f, "parsed", json.dumps(result.summary(), ensure_ascii=False))
+    log.info("%s %s: parsed %s v%d: %d records, %d quarantined", channel, date, f["name"], f["version"],
+             result.detail_count, result.quarantined)
+    return parsed
+
+
+def write_manifest(channel: str, date: dt.date, wd: Workdir) -> dict:
+    """`manifest.json`: the parse results of every current file of T (each must have been parsed)."""
     files = current_files(wd, channel, date)
     if not files:
         raise NothingToReconcile(f"{channel} {date}: no file registered; run the fetch step first")
     out_dir = wd.parsed(channel, date)
-    manifest = {"channel": channel, "business_date": date.isoformat(), "files": []}
+    manifest = {"channel": channel, "business_date": date.isoformat(),
+                "files": [_read_json(out_dir / f"{f['name']}.v{f['version']}.json") for f in files]}
     with locked(wd, channel, date):
-        for f in files:
-            path = Path(f["local_path"])
-            flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
-            stem = f"{f['name']}.v{f['version']}"
-            try:
-                result = registry.read_to_parquet(path, spec.layout, out_dir / f"{stem}.parquet", flag)
-            except FileRejected as e:
-                _set_status(wd, f, "rejected", str(e))
-                raise
-            quarantine = result.quarantine.append_column("_file", pa.array([f["name"]] * result.quarantined,
-                                                                             pa.string()))
-            write_parquet(quarantine, out_dir / f"{stem}.quarantine.parquet")
-            amounts = _amounts(out_dir / f"{stem}.parquet", quarantine)
-            manifest["files"].append({"name": f["name"], "version": f["version"], "md5": f["md5"],
-                                      "records": result.detail_count, "quarantined": result.quarantined,
-                                      "amount_fen": amounts, "parquet": f"{stem}.parquet",
-                                      "quarantine": f"{stem}.quarantine.parquet"})
-            _set_status(wd, f, "parsed", json.dumps(result.summary(), ensure_ascii=False))
-            log.info("%s %s: parsed %s v%d: %d records, %d quarantined", channel, date, f["name"], f["version"],
-                     result.detail_count, result.quarantined)
         _write_json(out_dir / "manifest.json", manifest)
     return manifest
 
@@ -223,12 +267,12 @@ def load_ledger(date: dt.date, ledger: str, wd: Workdir) -> Path:
 def match(channel: str, date: dt.date, wd: Workdir) -> dict:
     """Reconcile T for the channel; publish recon_result, recon_summary and quarantine; check conservation."""
     rule = CHANNELS[channel]
-    manifest = _read_json(wd.parsed(channel, date) / "manifest.json")
     parsed = wd.parsed(channel, date)
+    files = _reconciled_files(parsed, channel, rule.channel)
     cp = pa.concat_tables([pq.read_table(parsed / f["parquet"]).append_column(
         "_file", pa.array([f["name"]] * pq.read_metadata(parsed / f["parquet"]).num_rows, pa.string()))
-        for f in manifest["files"]])
-    quarantine = pa.concat_tables([pq.read_table(parsed / f["quarantine"]) for f in manifest["files"]])
+        for f in files])
+    quarantine = pa.concat_tables([pq.read_table(parsed / f["quarantine"]) for f in files])
     ledger = pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", rule.ledger_channel)])
     prev = wd.read_table("recon_result", channel, date - dt.timedelta(days=1))
     key = wd.secret("pan_hash_key", PAN_KEY_ENV)
@@ -237,7 +281,7 @@ def match(channel: str, date: dt.date, wd: Workdir) -> dict:
         carried = [r for r in (prev.to_pylist() if prev is not None else []) if r["outcome"] == "PENDING"]
         lg_today = ledger.filter(pc.equal(ledger["acct_date"], pa.scalar(date, pa.date32())))
         expected = {
-            "counterparty": (sum(f["records"] for f in manifest["files"]), sum(f["amount_fen"] for f in manifest["files"])),
+            "counterparty": (sum(f["records"] for f in files), sum(f["amount_fen"] for f in files)),
             "ledger": (lg_today.num_rows + len(carried),
                        int(pc.sum(lg_today["amount_fen"]).as_py() or 0) + sum(r["amount_fen"] for r in carried)),
         }
@@ -250,6 +294,12 @@ def match(channel: str, date: dt.date, wd: Workdir) -> dict:
            "carried_in": len(carried), "previous_day_results": prev is not None}
     _write_json(parsed / "match.json", out)
     return out
+
+
+def _reconciled_files(parsed: Path, channel: str, reconciliation: str) -> list[dict]:
+    """The manifest's files whose kind is the counterparty side of `reconciliation`."""
+    kinds = {k.kind for k in CHANNEL_FILES[channel].kinds if reconciliation in k.reconciled_by}
+    return [f for f in _read_json(parsed / "manifest.json")["files"] if f["kind"] in kinds]
 
 
 def _analyst_quarantine(q: pa.Table, channel: str, date: dt.date) -> pa.Table:
@@ -269,16 +319,16 @@ def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
     """Net position and the balanced accounting entries file (ENTRIES_{LEDGER_CHANNEL}_{YYYYMMDD}_01.csv)."""
     rule = CHANNELS[channel]
     parsed = wd.parsed(channel, date)
-    manifest = _read_json(parsed / "manifest.json")
     results = wd.read_table("recon_result", channel, date)
     if results is None:
         raise NothingToReconcile(f"{channel} {date}: no reconciliation results; run the match step first")
     lines: list[Line] = []
     clearing = {"channel": channel, "business_date": date.isoformat()}
     if channel == "unionpay_acq":
-        acomn = pa.concat_tables([pq.read_table(parsed / f["parquet"]) for f in manifest["files"]])
+        files = _reconciled_files(parsed, channel, channel)
+        acomn = pa.concat_tables([pq.read_table(parsed / f["parquet"]) for f in files])
         net = unionpay_net(acomn)
-        ref = ",".join(f"{f['name']}#v{f['version']}" for f in manifest["files"])
+        ref = ",".join(f"{f['name']}#v{f['version']}" for f in files)
         lines += pair(f"CLR-{rule.ledger_channel}-{date:%Y%m%d}-TXN", "CUPS-CLR", "MERCH-STL", net.transactions_fen,
                       f"{rule.ledger_channel} {date} clearing: purchases and withdrawals less refunds", ref)
         fee_accounts = ("CUPS-CLR", "FEE-INC") if net.fees_fen > 0 else ("FEE-EXP", "CUPS-CLR")
@@ -299,7 +349,51 @@ def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
     return clearing
 
 
-# --- 6. report --------------------------------------------------------------------------------------------
+# --- 6. deliver -------------------------------------------------------------------------------------------
+
+
+def deliver(channel: str, date: dt.date, source: str, wd: Workdir, *, force: bool = False) -> list[dict]:
+    """Upload every flagged file of the counterparty outbox to the counterparty's `/inbox/YYYYMMDD/`, once.
+
+    A file already delivered with the same content is not sent again (the registry says so without connecting;
+    the server's flag says so if the registry was lost). A changed file under a delivered name is refused
+    (`DeliveryConflict`) unless an operator passes `force`, which is logged and registered as `forced`."""
+    outgoing = sorted(p for p in wd.to_counterparty(channel, date).iterdir()
+                      if not p.name.startswith(".") and not p.name.endswith(".ok")
+                      and p.with_name(p.name + ".ok").exists())
+    remote_dir = f"/inbox/{date:%Y%m%d}"
+    d = date.isoformat()
+    done: list[dict] = []
+    with locked(wd, channel, date):
+        pending = []
+        for path in outgoing:
+            flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
+            with wd.control() as db:
+                sent = db.execute("SELECT md5 FROM deliveries WHERE channel=? AND business_date=? AND name=? "
+                                  "AND status IN ('delivered', 'forced', 'already_delivered')",
+                                  (channel, d, path.name)).fetchall()
+            if any(row["md5"] == flag.md5 for row in sent):
+                done.append({"name": path.name, "md5": flag.md5, "status": "already_delivered"})
+            else:
+                pending.append(path)
+        if pending:
+            with open_source(source) as dst:
+                for path in pending:
+                    got = dst.deliver(path, remote_dir, force=force)
+                    with wd.control() as db:
+                        db.execute("INSERT OR REPLACE INTO deliveries (channel, business_date, name, md5, destination,"
+                                   " delivered_at, status) VALUES (?,?,?,?,?,?,?)",
+                                   (channel, d, got.name, got.md5, got.remote_path, now(), got.status))
+                    if got.status == "forced":
+                        log.warning("%s %s: %s redelivered by operator's force (md5 %s)", channel, d, got.name,
+                                    got.md5)
+                    done.append({"name": got.name, "md5": got.md5, "status": got.status})
+    for item in done:
+        log.info("%s %s: %s %s", channel, d, item["name"], item["status"].replace("_", " "))
+    return done
+
+
+# --- 7. report --------------------------------------------------------------------------------------------
 
 
 def report(channel: str, date: dt.date, wd: Workdir) -> dict:

@@ -26,7 +26,8 @@ WAREHOUSE_TABLES = ("recon_result", "recon_summary", "file_registry_snapshot", "
 _CONTROL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     channel TEXT NOT NULL, business_date TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
-    md5 TEXT NOT NULL, size INTEGER NOT NULL, flag_records INTEGER NOT NULL, local_path TEXT NOT NULL,
+    md5 TEXT NOT NULL, remote_md5 TEXT, size INTEGER NOT NULL, flag_records INTEGER NOT NULL,
+    local_path TEXT NOT NULL,
     received_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'received', detail TEXT,
     PRIMARY KEY (channel, business_date, name, md5)
 );
@@ -58,6 +59,13 @@ class Workdir:
 
     def outbox(self, channel: str, date: dt.date) -> Path:
         return self._dir("outbox", channel, date.strftime("%Y%m%d"))
+
+    def to_counterparty(self, channel: str, date: dt.date) -> Path:
+        """The outgoing files for the counterparty (returns, dispute replies): `deliver` uploads this folder.
+
+        The rest of the outbox (the entries file for the core, the error-handling file for operations) stays
+        here for the core's and operations' own pickup."""
+        return self._dir("outbox", channel, date.strftime("%Y%m%d"), "to_counterparty")
 
     def ledger_extract(self, date: dt.date) -> Path:
         return self._dir("ledger") / f"core_journal_{date:%Y%m%d}.parquet"
