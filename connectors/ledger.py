@@ -7,8 +7,8 @@ one zstd Parquet file, so memory stays bounded by the chunk size whatever the si
 (``os.replace``) only once complete. Rows are ordered by ``(journal_no, seq_no)``, so a rerun writes the same
 bytes. Money stays integer: ``amount_fen`` is selected as BIGINT and written as int64, never as a float.
 
-`JOURNAL_SCHEMA` is the Arrow schema of the extract, shared with the reader of the CSV extract file
-(``CORE_JOURNAL_{YYYYMMDD}.csv``), so both ways in give the same table.
+`JOURNAL_SCHEMA` is the Arrow schema of the extract, derived from the format engine's `ledger.journal` layout (the
+reader of the CSV extract ``CORE_JOURNAL_{YYYYMMDD}.csv``): one declaration, so both ways in give the same table.
 
 `load_journal_table` does the reverse (Arrow -> table, with COPY on PostgreSQL): it seeds the database for the
 tests, the benchmark and the demo.
@@ -30,28 +30,16 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from connectors.errors import LedgerError, ServerUnavailable
+from formats import registry
 
 log = logging.getLogger("duizhang.connectors")
 
 JOURNAL_TABLE = "core_journal"
 
+_JOURNAL_LAYOUT = registry.get("ledger.journal")
 JOURNAL_SCHEMA = pa.schema([
-    pa.field("acct_date", pa.date32(), nullable=False),       # 会计日期 T
-    pa.field("journal_no", pa.string(), nullable=False),      # 流水号, unique with seq_no
-    pa.field("seq_no", pa.int64(), nullable=False),           # 子序号, from 1
-    pa.field("channel", pa.string(), nullable=False),         # UNIONPAY_ACQ, CNAPS, TIPS, ...
-    pa.field("channel_ref", pa.string(), nullable=False),     # 渠道参考号
-    pa.field("batch_no", pa.string(), nullable=True),
-    pa.field("txn_time", pa.timestamp("s"), nullable=False),  # Beijing time, naive
-    pa.field("account_no", pa.string(), nullable=False),
-    pa.field("account_name", pa.string(), nullable=False),
-    pa.field("dr_cr", pa.string(), nullable=False),           # D or C
-    pa.field("amount_fen", pa.int64(), nullable=False),       # fen, > 0; never a float
-    pa.field("currency", pa.string(), nullable=False),        # CNY
-    pa.field("status", pa.string(), nullable=False),          # S, F or R
-    pa.field("reason_code", pa.string(), nullable=True),      # E001..E999 for F
-    pa.field("reversal_of", pa.string(), nullable=True),      # journal_no reversed
-    pa.field("memo", pa.string(), nullable=True),
+    field.with_nullable(bool(getattr(column.type, "blank", False)))   # only a field that may be empty is nullable
+    for field, column in zip(_JOURNAL_LAYOUT.arrow_schema(), _JOURNAL_LAYOUT.detail.fields)
 ])
 """The journal extract as Arrow: the contract between the database extract, the CSV extract and the matcher."""
 
