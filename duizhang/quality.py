@@ -1,0 +1,378 @@
+"""Data quality: Great Expectations suites per dataset, run on every parsed file, the ledger extract and the
+reconciliation results of a channel and business date.
+
+The suites are data. For a counterparty file most of it comes from the file's layout declaration (key fields
+present, codes in their tables, amounts within range, dates inside the business-date window, the control totals
+it declares); what the declaration cannot say (which keys must be unique, which amounts must be > 0, how wide the
+date window is) sits in `RULES`, one line per layout. The reconciliation results have their own suite (`RESULTS`).
+
+How it runs, so that memory stays bounded on a 10-million-record file:
+- row expectations run on chunks of `CHUNK_ROWS` rows, reading only the columns the suite needs (+ `_line`);
+- uniqueness and control totals run on aggregates DuckDB computes over the Parquet (the keys seen more than
+  once; one row per control with the declared and the recomputed value), validated by GX like any frame.
+GX runs with an ephemeral context through its pandas data source (notes/airflow3.md §3: its SQL source does not
+work on DuckDB 2.0), created once per process: importing GX costs seconds, a validation then ~50 ms a chunk.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from formats.errors import Terminal
+from formats.layout import Code, Count, Date8, Fen, FileLayout, Int, IsoDate, Sum, Unique, Yuan
+from recon.outcomes import Outcome
+from duizhang.workdir import Workdir
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network on a bank's batch host
+os.environ.setdefault("TQDM_DISABLE", "1")              # GX's "Calculating Metrics" bars, once per chunk, in logs
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+log = logging.getLogger("duizhang.quality")
+
+CHUNK_ROWS = 250_000
+MAX_AMOUNT_FEN = 100_000_000_000  # 10亿元 in one record: above this a file is wrong, not large
+SHOW_ROWS = 5                     # offending rows quoted in an error and in the results table
+ACCOUNT_COLUMN = re.compile(r"pan|acct|account|card", re.IGNORECASE)  # columns masked when rows are shown
+
+VALIDATION_COLUMNS = ("channel", "business_date", "dataset", "file", "check", "expectation", "column", "success",
+                      "element_count", "unexpected_count", "offending")
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a layout's declaration cannot say about its data."""
+
+    unique: tuple[str, ...] = ()                 # columns whose values together must be unique in the dataset
+    positive: tuple[str, ...] = ("amount_fen",)  # amounts that must be > 0 (others: >= 0)
+    date_window: tuple[int, int] = (-31, 1)      # dates allowed, in days from T (T-31 .. T+1)
+
+
+# Keys that are unique by the spec are unique here; a match key that may repeat (UnionPay, CNAPS2) is the
+# reconciliation's DUPLICATE break, not a file fault, and is only required present.
+RULES: dict[str, Rules] = {
+    "ledger.journal": Rules(unique=("journal_no", "seq_no"), date_window=(-31, 0)),
+    "ledger.entries": Rules(unique=("voucher_no", "line_no"), date_window=(0, 0)),
+    "tips.3102": Rules(unique=("TraNo",)),
+    "housing_fund.bdc_bat": Rules(unique=("seq_no",)),
+    "housing_fund.bdc_res": Rules(unique=("seq_no",)),
+    "payroll.batch_xlsx": Rules(unique=("seq_no",)),
+    "payroll.batch_csv": Rules(unique=("seq_no",)),
+    "payroll.result_xlsx": Rules(unique=("seq_no",), positive=()),  # a failed row may echo an unreadable amount
+    "payroll.result_csv": Rules(unique=("seq_no",), positive=()),
+}
+
+
+class ExpectationFailed(Terminal):
+    """A dataset failed an expectation: the file (or dataset), the expectation and the offending rows (masked)."""
+
+    def __init__(self, failures: list[dict]) -> None:
+        self.failures = failures
+        first = failures[0]
+        self.file, self.expectation, self.offending = first["file"], first["expectation"], first["offending"]
+        lines = [f"{f['file']}: expectation {f['expectation']} ({f['check']}) failed on {f['unexpected_count']} of "
+                 f"{f['element_count']} rows: {f['offending']}" for f in failures]
+        super().__init__("data quality: " + "; ".join(lines))
+
+
+@dataclass(frozen=True)
+class Check:
+    """One expectation of a suite, with what it means in words (shown in the report and in errors)."""
+
+    words: str
+    expectation: object  # a great_expectations.expectations.Expectation
+
+
+@dataclass
+class Suite:
+    """Row expectations (run on chunks), key columns that must be unique, and control totals (aggregates)."""
+
+    name: str
+    rows: list[Check] = field(default_factory=list)
+    unique: tuple[str, ...] = ()
+    controls: list[tuple[str, str, str]] = field(default_factory=list)  # (words, declared SQL, computed SQL)
+
+    @property
+    def columns(self) -> set[str]:
+        cols: set[str] = set()
+        for c in self.rows:
+            cols |= {v for k, v in c.expectation.configuration.kwargs.items() if k in ("column", "column_A",
+                                                                                       "column_B")}
+        return cols
+
+
+# --- suites -----------------------------------------------------------------------------------------------
+
+
+def layout_suite(layout: FileLayout, date: dt.date, rules: Rules | None = None) -> Suite:
+    """The suite of a file of `layout` for business date `date`, derived from the declaration and `RULES`."""
+    import great_expectations.expectations as gxe
+    rules = rules or RULES.get(layout.name, Rules())
+    lo, hi = (date + dt.timedelta(days=d) for d in rules.date_window)
+    suite = Suite(layout.name, unique=rules.unique)
+    for name in layout.key:
+        suite.rows.append(Check(f"key {name} present", gxe.ExpectColumnValuesToNotBeNull(column=name)))
+    for f in layout.detail.fields:
+        t = f.type
+        if isinstance(t, Code):
+            allowed = sorted(t.table) + ([""] if t.blank else [])
+            suite.rows.append(Check(f"{f.name} in its code table", gxe.ExpectColumnValuesToBeInSet(
+                column=f.name, value_set=allowed)))
+        elif isinstance(t, (Fen, Yuan)) or (isinstance(t, Int) and f.name.endswith("_fen")):
+            least = 1 if (f.name in rules.positive or getattr(t, "positive", False)) else 0
+            suite.rows.append(Check(f"{f.name} between {least} and {MAX_AMOUNT_FEN} fen",
+                                    gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=least,
+                                                                      max_value=MAX_AMOUNT_FEN)))
+        elif isinstance(t, (Date8, IsoDate)):
+            suite.rows.append(Check(f"{f.name} between {lo} and {hi}", gxe.ExpectColumnValuesToBeBetween(
+                column=f.name, min_value=lo, max_value=hi)))
+    return suite
+
+
+def results_suite(date: dt.date) -> Suite:
+    """`recon_result`: one row per item, each with a known outcome, money in range, and no card number in clear."""
+    import great_expectations.expectations as gxe
+    suite = Suite("recon_result", unique=("side", "record_ref"))
+    suite.rows += [
+        *(Check(f"{c} present", gxe.ExpectColumnValuesToNotBeNull(column=c))
+          for c in ("channel", "business_date", "side", "record_ref", "outcome", "reason")),
+        Check("side is counterparty or ledger", gxe.ExpectColumnValuesToBeInSet(
+            column="side", value_set=["counterparty", "ledger"])),
+        Check("outcome is one of the eight", gxe.ExpectColumnValuesToBeInSet(
+            column="outcome", value_set=[o.value for o in Outcome])),
+        Check("status is S, F or R", gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["S", "F", "R"])),
+        Check(f"amount_fen between 0 and {MAX_AMOUNT_FEN} fen", gxe.ExpectColumnValuesToBeBetween(
+            column="amount_fen", min_value=0, max_value=MAX_AMOUNT_FEN)),
+        Check(f"business_date is {date}", gxe.ExpectColumnValuesToBeBetween(
+            column="business_date", min_value=date, max_value=date)),
+        Check(f"origin_date between {date - dt.timedelta(days=31)} and {date}", gxe.ExpectColumnValuesToBeBetween(
+            column="origin_date", min_value=date - dt.timedelta(days=31), max_value=date)),
+        Check("account_masked holds no card number in clear", gxe.ExpectColumnValuesToNotMatchRegex(
+            column="account_masked", regex=r"^[0-9]{11,}$")),
+    ]
+    return suite
+
+
+def _control_sql(layout: FileLayout, declared: dict[str, object]) -> list[tuple[str, str, str]]:
+    """The layout's count and sum controls whose declared value is known, as (words, declared, computed SQL)
+    over the view `detail` (the file's readable and quarantined detail records)."""
+    out = []
+    for c in layout.controls:
+        if not isinstance(c, (Count, Sum)) or c.equals not in declared:
+            continue
+        conditions = []
+        if c.where:
+            conditions.append(f"{c.where[0]} = '{c.where[1]}'")
+        if c.where_not:
+            conditions.append(f"coalesce({c.where_not[0]} <> '{c.where_not[1]}', true)")
+        if isinstance(c, Count) and c.readable:
+            conditions.append(f"{c.readable} IS NOT NULL")
+        where = " AND ".join(conditions) or "true"
+        if isinstance(c, Count):
+            words, computed = f"count of {c.record} records = {c.equals}", f"count(*) FILTER (WHERE {where})"
+        else:
+            col = c.of.partition(".")[2]
+            words = f"sum of {c.of} = {c.equals}"
+            computed = f"coalesce(CAST(sum({col}) FILTER (WHERE {where}) AS BIGINT), 0)"
+        out.append((words, str(int(declared[c.equals])), computed))
+    return out
+
+
+def _declared_totals(layout: FileLayout, file_row: dict) -> dict[str, object]:
+    """What the counterparty declared: the flag's record count, and header/trailer values the parse recorded."""
+    declared: dict[str, object] = {"flag": file_row["flag_records"]}
+    try:
+        detail = json.loads(file_row.get("detail") or "{}")
+    except ValueError:
+        detail = {}
+    for rec in layout.records:
+        values = detail.get(rec.kind) if rec.kind in ("header", "trailer") else None
+        for name, value in (values or {}).items():
+            if str(value).lstrip("-").isdigit():
+                declared[f"{rec.name}.{name}"] = int(value)
+    return declared
+
+
+# --- running a suite --------------------------------------------------------------------------------------
+
+
+@functools.cache
+def _batch_definition():
+    """One ephemeral GX context per process (nothing written to disk), with one pandas dataframe asset."""
+    import great_expectations as gx
+    ctx = gx.get_context(mode="ephemeral")
+    return ctx.data_sources.add_pandas("duizhang").add_dataframe_asset("frame").add_batch_definition_whole_dataframe(
+        "whole")
+
+
+def _run(frame, expectations: list) -> list:
+    import great_expectations as gx
+    suite = gx.ExpectationSuite(name="chunk", expectations=[e.copy() for e in expectations])
+    batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
+    return batch.validate(suite, result_format="COMPLETE").results
+
+
+def mask(value: object) -> str:
+    """A card or account number as an analyst may see it: first 6 and last 4 (short values unchanged)."""
+    text = "" if value is None else str(value)
+    return text[:6] + "*" * (len(text) - 10) + text[-4:] if len(text) >= 11 else text
+
+
+def _show_rows(frame, index: list, columns: list[str]) -> list[str]:
+    shown = []
+    for i in index[:SHOW_ROWS]:
+        row = frame.loc[i]
+        where = f"line {row['_line']}: " if "_line" in frame.columns else ""
+        parts = [f"{c}={mask(row[c]) if ACCOUNT_COLUMN.search(c) else row[c]}" for c in columns if c in frame.columns]
+        shown.append(where + ", ".join(parts))
+    return shown
+
+
+class _Tally:
+    """Accumulates one check's outcome over the chunks of a dataset."""
+
+    def __init__(self, check: Check, columns: list[str]) -> None:
+        self.check, self.columns = check, columns
+        self.elements = self.unexpected = 0
+        self.rows: list[str] = []
+
+    def add(self, result, frame) -> None:
+        self.elements += int(result.result.get("element_count", len(frame)) or 0)
+        self.unexpected += int(result.result.get("unexpected_count", 0 if result.success else 1) or 0)
+        if not result.success and len(self.rows) < SHOW_ROWS:
+            index = list(result.result.get("unexpected_index_list") or [])
+            self.rows += _show_rows(frame, index, self.columns)[:SHOW_ROWS - len(self.rows)]
+
+    def row(self, dataset: str, file: str) -> dict:
+        cfg = self.check.expectation.configuration
+        return {"dataset": dataset, "file": file, "check": self.check.words, "expectation": cfg.type,
+                "column": cfg.kwargs.get("column") or cfg.kwargs.get("column_A") or "",
+                "success": self.unexpected == 0, "element_count": self.elements,
+                "unexpected_count": self.unexpected, "offending": "; ".join(self.rows)}
+
+
+def _chunks(paths: list[Path], columns: list[str]) -> Iterator:
+    for path in paths:
+        pf = pq.ParquetFile(path)
+        have = [c for c in columns if c in pf.schema_arrow.names]
+        offset = 0
+        for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=have):
+            frame = batch.to_pandas()
+            frame.index += offset  # GX reports positions in the chunk; keep them unique across chunks
+            offset += batch.num_rows
+            yield frame
+
+
+def run_suite(suite: Suite, dataset: str, file: str, paths: list[Path], key: tuple[str, ...] = ()) -> list[dict]:
+    """Validate the Parquet file(s) `paths` (read as one dataset) with `suite`; one result row per check."""
+    import great_expectations.expectations as gxe
+    import pandas as pd
+    shown = list(dict.fromkeys(["_line", *key]))
+    tallies = [_Tally(c, list(dict.fromkeys([*key, *sorted(suite.columns & set(_kw_columns(c)))])))
+               for c in suite.rows]
+    columns = sorted(suite.columns | set(shown))
+    for frame in _chunks(paths, columns):
+        present = [t for t in tallies if set(_kw_columns(t.check)) <= set(frame.columns)]
+        for tally, result in zip(present, _run(frame, [t.check.expectation for t in present])):
+            tally.add(result, frame)
+    rows = [t.row(dataset, file) for t in tallies if t.elements or t.unexpected]
+    sources = " UNION ALL BY NAME ".join(f"SELECT * FROM read_parquet('{p.as_posix()}')" for p in paths)
+    con = duckdb.connect()
+    try:
+        con.execute(f"CREATE VIEW detail AS {sources}")
+        if suite.unique:
+            cols = ", ".join(suite.unique)
+            line = "min(_line) AS first_line, " if "_line" in con.sql("SELECT * FROM detail").columns else ""
+            dup = con.sql(f"SELECT {cols}, {line}CAST(count(*) AS BIGINT) AS occurrences FROM detail GROUP BY ALL "
+                          f"HAVING count(*) > 1 ORDER BY occurrences DESC, {cols} LIMIT 1000").df()
+            total = con.execute("SELECT count(*) FROM detail").fetchone()[0]
+            check = Check(f"key ({cols}) unique", gxe.ExpectColumnValuesToBeBetween(column="occurrences",
+                                                                                   max_value=1))
+            tally = _Tally(check, [*suite.unique, "occurrences"])
+            tally.add(_run(dup, [check.expectation])[0], dup)
+            rows.append(tally.row(dataset, file) | {"element_count": int(total), "column": cols})
+        if suite.controls:
+            totals = pd.DataFrame([{"control": w, "declared": int(d), "computed": int(con.execute(
+                f"SELECT {c} FROM detail").fetchone()[0])} for w, d, c in suite.controls])
+            for i, (words, _, _) in enumerate(suite.controls):
+                check = Check(f"control total: {words}", gxe.ExpectColumnPairValuesToBeEqual(
+                    column_A="declared", column_B="computed"))
+                tally = _Tally(check, ["control", "declared", "computed"])
+                one = totals.iloc[[i]]
+                tally.add(_run(one, [check.expectation])[0], one)
+                rows.append(tally.row(dataset, file))
+    finally:
+        con.close()
+    return rows
+
+
+def _kw_columns(check: Check) -> list[str]:
+    kw = check.expectation.configuration.kwargs
+    return [kw[k] for k in ("column", "column_A", "column_B") if k in kw]
+
+
+# --- the step ---------------------------------------------------------------------------------------------
+
+
+def validate(channel: str, date: dt.date, wd: Workdir) -> dict:
+    """Validate what the earlier steps of (channel, T) wrote: every parsed file of the manifest, the ledger extract
+    when loaded, the reconciliation results when matched. Publishes the `validation` table, then raises
+    `ExpectationFailed` (Terminal) naming the file, the expectation and the offending rows if any check failed."""
+    from duizhang.channels import CHANNEL_FILES
+    from formats.registry import get as get_layout
+    parsed = wd.parsed(channel, date)
+    manifest_path = parsed / "manifest.json"
+    if not manifest_path.exists():
+        raise Terminal(f"{channel} {date}: {manifest_path} is missing: run the parse step before validate")
+    manifest = json.loads(manifest_path.read_text())
+    with wd.control() as db:
+        registry = {(r["name"], r["version"]): dict(r) for r in db.execute(
+            "SELECT * FROM files WHERE channel=? AND business_date=?", (channel, date.isoformat()))}
+    rows: list[dict] = []
+    for f in manifest["files"]:
+        layout = get_layout(f.get("layout") or CHANNEL_FILES[channel].layout)
+        suite = layout_suite(layout, date)
+        file_row = registry.get((f["name"], f["version"]))
+        if file_row:
+            suite.controls = _control_sql(layout, _declared_totals(layout, file_row))
+        paths = [parsed / f["parquet"], parsed / f["quarantine"]]
+        # Row checks on the readable records; keys and totals over readable + quarantined (the whole file).
+        rows += run_suite(Suite(suite.name, suite.rows), layout.name, f["name"], paths[:1], layout.key)
+        rows += run_suite(Suite(suite.name, unique=suite.unique, controls=suite.controls), layout.name, f["name"],
+                          paths, layout.key)
+    ledger = wd.ledger_extract(date)
+    if ledger.exists():
+        journal = get_layout("ledger.journal")
+        rows += run_suite(layout_suite(journal, date), "ledger.journal", ledger.name, [ledger], journal.key)
+    results = wd.table_path("recon_result", channel, date)
+    if results.exists():
+        rows += run_suite(results_suite(date), "recon_result", f"recon_result {channel} {date}", [results],
+                          ("side", "record_ref"))
+    table = validation_table(rows, channel, date)
+    wd.publish("validation", channel, date, table)
+    failed = [r for r in rows if not r["success"]]
+    for r in failed:
+        log.error("%s %s: %s failed %s (%s) on %d rows: %s", channel, date, r["file"], r["expectation"], r["check"],
+                  r["unexpected_count"], r["offending"])
+    if failed:
+        raise ExpectationFailed(failed)
+    log.info("%s %s: %d expectations held on %d datasets", channel, date, len(rows), len({r["file"] for r in rows}))
+    return {"channel": channel, "business_date": date.isoformat(), "checks": len(rows), "failed": 0,
+            "datasets": sorted({r["file"] for r in rows})}
+
+
+def validation_table(rows: list[dict], channel: str, date: dt.date) -> pa.Table:
+    schema = pa.schema([("channel", pa.string()), ("business_date", pa.date32()), ("dataset", pa.string()),
+                        ("file", pa.string()), ("check", pa.string()), ("expectation", pa.string()),
+                        ("column", pa.string()), ("success", pa.bool_()), ("element_count", pa.int64()),
+                        ("unexpected_count", pa.int64()), ("offending", pa.string())])
+    return pa.Table.from_pylist([{"channel": channel, "business_date": date} | r for r in rows], schema=schema)
