@@ -64,6 +64,7 @@ DEFAULT_MAX_FILE_BYTES = 16 << 30     # 20 million UnionPay records are about 6 
 DEFAULT_MAX_UNPACKED_BYTES = 16 << 30
 COPY_CHUNK_BYTES = 1 << 20
 PREFETCH_REQUESTS = 64                # SFTP reads in flight (32 KiB each): the pipe stays full, memory bounded
+SFTP_WINDOW_BYTES = 128 << 20       # the SSH channel window: paramiko's default 2 MiB stalls the prefetch (measured: 13 -> 30 MB/s)
 
 
 # --- Values -----------------------------------------------------------------------------------------------------
@@ -785,7 +786,7 @@ class SftpSource(Source):
                            look_for_keys=False, allow_agent=False)
             transport = client.get_transport()
             transport.set_keepalive(30)
-            sftp = client.open_sftp()
+            sftp = paramiko.SFTPClient.from_transport(transport, window_size=SFTP_WINDOW_BYTES)
             sftp.get_channel().settimeout(ep.io_timeout)
         except HostKeyMismatch:
             client.close()
