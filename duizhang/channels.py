@@ -17,6 +17,8 @@ class FileKind:
     reconciled_by: tuple[str, ...] = ()
     """The reconciliations (recon/channels.py) whose counterparty side this kind is; empty: received and parsed
     only (UnionPay's ERRN, answered by the disputes step)."""
+    amount_field: str = "amount_fen"
+    """The detail field holding the record's amount in fen (counted for conservation, also when quarantined)."""
 
     def matcher(self, date: dt.date) -> re.Pattern[str]:
         return re.compile(self.name_pattern.format(yymmdd=f"{date:%y%m%d}", yyyymmdd=f"{date:%Y%m%d}") + r"$")
@@ -44,6 +46,11 @@ class ChannelFiles:
     def remote_dir(self, date: dt.date) -> str:
         return f"/outbox/{date:%Y%m%d}"
 
+    def reconciliations(self) -> list[str]:
+        """The reconciliations of the channel's files, the channel's own first (tips: tips, tips_3111)."""
+        names = [r for k in self.kinds for r in k.reconciled_by]
+        return sorted(set(names), key=lambda r: (r != self.channel, r))
+
     @property
     def layout(self) -> str:
         """The layout of the channel's first kind (the one most tools mean by "the channel's file")."""
@@ -57,15 +64,18 @@ CHANNEL_FILES = {
             FileKind("errn", "unionpay.errn", r"IND{yymmdd}(?P<seq>\d\d)ERRN"),
         ), latest_sequence_wins=True),
         ChannelFiles("cnaps2", "CNAPS", (
-            FileKind("dzmx", "pboc.cnaps2_dzmx", r"CNAPS2_DZMX_\d{{12}}_{yyyymmdd}_(?P<seq>\d\d)\.txt", ("cnaps2",)),
+            FileKind("dzmx", "pboc.cnaps2_dzmx", r"CNAPS2_DZMX_\d{{12}}_{yyyymmdd}_(?P<seq>\d\d)\.txt", ("cnaps2",),
+                     amount_field="amount"),
         ), latest_sequence_wins=True),
         ChannelFiles("tips", "TIPS", (
             # a pack may be entrusted on an earlier date than the day it is executed: any EntrustDate
-            FileKind("3102", "tips.3102", r"TIPS_3102_\w{{11}}_\d{{8}}_\d{{8}}\.xml", ("tips",)),
-            FileKind("3111", "tips.3111", r"TIPS_3111_\d{{12}}_{yyyymmdd}_\d{{4}}_\d+\.xml", ("tips_3111",)),
+            FileKind("3102", "tips.3102", r"TIPS_3102_\w{{11}}_\d{{8}}_\d{{8}}\.xml", ("tips",), "TraAmt"),
+            FileKind("3111", "tips.3111", r"TIPS_3111_\d{{12}}_{yyyymmdd}_\d{{4}}_\d+\.xml", ("tips_3111",),
+                     "TraAmt"),
         )),
         ChannelFiles("housing_fund", "HOUSING_FUND", (
-            FileKind("bdc_bat", "housing_fund.bdc_bat", r"BDC_BAT_\d{{16,35}}\.DAT", ("housing_fund",)),
+            FileKind("bdc_bat", "housing_fund.bdc_bat", r"BDC_BAT_\d{{16,35}}\.DAT", ("housing_fund",),
+                     "amount"),
         )),
         ChannelFiles("utility", "UTILITY", (
             FileKind("dk", "utility.dk", r"DK_\w{{8}}_{yyyymmdd}_(?P<seq>\d\d)\.txt", ("utility",)),

@@ -31,6 +31,7 @@ from formats.errors import FileRejected, Terminal, Transient
 from formats.flag import parse_flag
 from recon.channels import CHANNELS
 from recon.engine import Inputs, check_conservation, reconcile, summarise
+from recon.rules import MatchRule
 from duizhang.channels import CHANNEL_FILES
 from duizhang.workdir import Workdir, now, write_parquet
 
@@ -194,12 +195,14 @@ def parse_file(channel: str, date: dt.date, wd: Workdir, name: str) -> dict:
             (out_dir / f"{stem}.json").unlink(missing_ok=True)
             raise
         quarantine = result.quarantine.append_column("_file", pa.array([f["name"]] * result.quarantined, pa.string()))
+        if "amount_fen" not in quarantine.column_names:  # one name for the amount, whatever the layout calls it
+            quarantine = quarantine.append_column("amount_fen", quarantine[kind.amount_field])
         write_parquet(quarantine, out_dir / f"{stem}.quarantine.parquet")
-        parsed = {"name": f["name"], "version": f["version"], "md5": f["md5"],
-                  "kind": kind.kind,
+        parsed = {"name": f["name"], "version": f["version"], "md5": f["md5"], "kind": kind.kind,
                   "records": result.detail_count, "quarantined": result.quarantined,
-                  "amount_fen": _amounts(out_dir / f"{stem}.parquet", quarantine), "parquet": f"{stem}.parquet",
-                  "quarantine": f"{stem}.quarantine.parquet"}
+                  "amount_fen": _amounts(out_dir / f"{stem}.parquet", kind.amount_field, quarantine),
+                  "parquet": f"{stem}.parquet", "quarantine": f"{stem}.quarantine.parquet",
+                  "header": {k: str(v) for k, v in (result.header or {}).items() if v is not None}}
         _write_json(out_dir / f"{stem}.json", parsed)
         _set_status(wd, f, "parsed", json.dumps(result.summary(), ensure_ascii=False))
     log.info("%s %s: parsed %s v%d: %d records, %d quarantined", channel, date, f["name"], f["version"],
@@ -220,8 +223,9 @@ def write_manifest(channel: str, date: dt.date, wd: Workdir) -> dict:
     return manifest
 
 
-def _amounts(parquet: Path, quarantine: pa.Table) -> int:
-    good = duckdb.execute(f"SELECT coalesce(sum(amount_fen), 0) FROM read_parquet('{parquet.as_posix()}')").fetchone()[0]
+def _amounts(parquet: Path, amount_field: str, quarantine: pa.Table) -> int:
+    good = duckdb.execute(f"SELECT coalesce(sum({amount_field}), 0) FROM read_parquet('{parquet.as_posix()}')"
+                          ).fetchone()[0]
     return int(good) + int(pc.sum(quarantine["amount_fen"]).as_py() or 0)
 
 
@@ -265,35 +269,92 @@ def load_ledger(date: dt.date, ledger: str, wd: Workdir) -> Path:
 
 
 def match(channel: str, date: dt.date, wd: Workdir) -> dict:
-    """Reconcile T for the channel; publish recon_result, recon_summary and quarantine; check conservation."""
-    rule = CHANNELS[channel]
+    """Reconcile T for each reconciliation of the channel (tips: `tips` then `tips_3111`); publish recon_result,
+    recon_summary and quarantine per reconciliation; check conservation (a violation fails the step)."""
     parsed = wd.parsed(channel, date)
-    files = _reconciled_files(parsed, channel, rule.channel)
-    cp = pa.concat_tables([pq.read_table(parsed / f["parquet"]).append_column(
-        "_file", pa.array([f["name"]] * pq.read_metadata(parsed / f["parquet"]).num_rows, pa.string()))
-        for f in files])
-    quarantine = pa.concat_tables([pq.read_table(parsed / f["quarantine"]) for f in files])
+    done = {recon: _match_one(channel, CHANNELS[recon], date, wd) for recon in CHANNEL_FILES[channel].reconciliations()}
+    out = {"channel": channel, "business_date": date.isoformat(), "reconciliations": done} | done[channel]
+    _write_json(parsed / "match.json", out)
+    return out
+
+
+def _match_one(channel: str, rule: MatchRule, date: dt.date, wd: Workdir) -> dict:
+    parsed = wd.parsed(channel, date)
+    files = [f for f in _reconciled_files(parsed, channel, rule.channel)
+             if all(f["header"].get(k) == v for k, v in (rule.file_header_where or {}).items())]
+    if waiting := _incomplete(rule, files):
+        log.info("%s %s: %s not reconciled: %s", channel, date, rule.channel, waiting)
+        return {"waiting": waiting}
+    cp = pa.concat_tables([_with_file_columns(pq.read_table(parsed / f["parquet"]), f) for f in files],
+                          promote_options="default")
+    quarantine = pa.concat_tables([pq.read_table(parsed / f["quarantine"]) for f in files], promote_options="default")
     ledger = pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", rule.ledger_channel)])
-    prev = wd.read_table("recon_result", channel, date - dt.timedelta(days=1))
+    prev, prev_date = _previous_results(wd, rule.channel, date)
     key = wd.secret("pan_hash_key", PAN_KEY_ENV)
     with locked(wd, channel, date):
         results = reconcile(rule, date, Inputs(cp, quarantine, ledger, prev), key)
-        carried = [r for r in (prev.to_pylist() if prev is not None else []) if r["outcome"] == "PENDING"]
-        lg_today = ledger.filter(pc.equal(ledger["acct_date"], pa.scalar(date, pa.date32())))
-        expected = {
-            "counterparty": (sum(f["records"] for f in files), sum(f["amount_fen"] for f in files)),
-            "ledger": (lg_today.num_rows + len(carried),
-                       int(pc.sum(lg_today["amount_fen"]).as_py() or 0) + sum(r["amount_fen"] for r in carried)),
-        }
+        inputs = {"counterparty": (sum(f["records"] for f in files), sum(f["amount_fen"] for f in files)),
+                  "ledger": _ledger_in(rule, date, ledger)}
+        expected = {side: tuple(a + b for a, b in zip(today, _carried_in(prev, side)))
+                    for side, today in inputs.items()}
         conservation = check_conservation(results, {k: v for k, v in expected.items() if v[0]})
-        summary = summarise(results)
-        wd.publish("recon_result", channel, date, results)
-        wd.publish("recon_summary", channel, date, summary)
-        wd.publish("quarantine", channel, date, _analyst_quarantine(quarantine, channel, date))
-    out = {"channel": channel, "business_date": date.isoformat(), "conservation": conservation,
-           "carried_in": len(carried), "previous_day_results": prev is not None}
-    _write_json(parsed / "match.json", out)
-    return out
+        wd.publish("recon_result", rule.channel, date, results)
+        wd.publish("recon_summary", rule.channel, date, summarise(results))
+        wd.publish("quarantine", rule.channel, date, _analyst_quarantine(quarantine, rule.channel, date))
+    return {"conservation": conservation, "carried_in": sum(_carried_in(prev, side)[0] for side in inputs),
+            "previous_day_results": prev is not None, "previous_results_date": prev_date,
+            "files": [f["name"] for f in files]}
+
+
+def _incomplete(rule: MatchRule, files: list[dict]) -> str | None:
+    """Why the reconciliation cannot run yet (no file; a multi-file whole with parts missing), or None."""
+    if not files:
+        return "no file of this reconciliation for the date"
+    if rule.complete_when:
+        whole, parts = rule.complete_when
+        for value in sorted({f["header"][whole] for f in files}):
+            got = [f for f in files if f["header"][whole] == value]
+            if len(got) != int(got[0]["header"][parts]):
+                return f"{whole} {value}: {len(got)} of {got[0]['header'][parts]} files arrived"
+    return None
+
+
+def _with_file_columns(table: pa.Table, f: dict) -> pa.Table:
+    """The records with `_file` and the file's header fields as `h_<field>` text columns (batch identities)."""
+    table = table.append_column("_file", pa.array([f["name"]] * table.num_rows, pa.string()))
+    for k, v in f["header"].items():
+        table = table.append_column(f"h_{k}", pa.array([v] * table.num_rows, pa.string()))
+    return table
+
+
+def _previous_results(wd: Workdir, recon: str, date: dt.date) -> tuple[pa.Table | None, str | None]:
+    """The stored results of the latest earlier business date this reconciliation ran (its business calendar)."""
+    channel_dir = wd.table_path("recon_result", recon, date).parent.parent
+    earlier = sorted(p.name.removeprefix("business_date=") for p in channel_dir.glob("business_date=*")
+                     if p.name.removeprefix("business_date=") < date.isoformat() and (p / "part.parquet").exists())
+    if not earlier:
+        return None, None
+    return wd.read_table("recon_result", recon, dt.date.fromisoformat(earlier[-1])), earlier[-1]
+
+
+def _carried_in(prev: pa.Table | None, side: str) -> tuple[int, int]:
+    """The items of one side left PENDING on the previous business date: they enter today's reconciliation."""
+    if prev is None:
+        return 0, 0
+    open_items = prev.filter(pc.and_(pc.equal(prev["outcome"], "PENDING"), pc.equal(prev["side"], side)))
+    return open_items.num_rows, int(pc.sum(open_items["amount_fen"]).as_py() or 0)
+
+
+def _ledger_in(rule: MatchRule, date: dt.date, ledger: pa.Table) -> tuple[int, int]:
+    """The journal rows of T entering the reconciliation, counted from the extract."""
+    con = duckdb.connect()
+    try:
+        con.register("ledger_raw", ledger)
+        n, fen = con.execute(f"SELECT count(*), coalesce(sum(amount_fen), 0) FROM ledger_raw WHERE channel = ? AND "
+                             f"acct_date = ? AND ({rule.ledger_where})", [rule.ledger_channel, date]).fetchone()
+    finally:
+        con.close()
+    return int(n), int(fen)
 
 
 def _reconciled_files(parsed: Path, channel: str, reconciliation: str) -> list[dict]:

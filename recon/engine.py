@@ -27,8 +27,9 @@ RESULT_COLUMNS = """
     channel, business_date, side, record_ref, match_ref, outcome, reason, amount_fen,
     counterparty_amount_fen, ledger_amount_fen, status, counterparty_status, ledger_status,
     journal_no, matched_with, source_file, source_line, origin_date, account_masked, account_hash,
-    event_time, sign, detail
+    event_time, sign, detail, open_days, batch_no
 """
+_ACCOUNT_FIELDS = "'pan', 'account_no', 'acct_no', 'PayAcct', 'payer_acct', 'payee_acct', 'transfer_in_pan'"
 
 
 class ConservationError(Terminal):
@@ -51,132 +52,200 @@ def _mask(col: str) -> str:
 
 
 def reconcile(rule: MatchRule, business_date: dt.date, inputs: Inputs, hash_key: str) -> pa.Table:
-    """Classify every item of `inputs` for `rule` and date; return the `recon_result` rows (Arrow).
-
-    Raises ConservationError if any item was lost or counted twice."""
+    """Classify every item of `inputs` for `rule` and date; return the `recon_result` rows (Arrow)."""
     con = duckdb.connect()
     try:
         con.register("cp_raw", inputs.counterparty)
         con.register("cp_quarantine", inputs.quarantine)
         con.register("ledger_raw", inputs.ledger)
         con.register("prev", inputs.carried if inputs.carried is not None else _empty_results())
-        t = business_date.isoformat()
         con.execute("SET VARIABLE hash_key = ?", [hash_key])
-        cp_sql = rule.counterparty_items.format(business_date=t)
-        pending = rule.ledger_pending_when or "false"
-        con.execute(f"""
-            CREATE TEMP TABLE items AS
-            SELECT 'counterparty' AS side, _file || ':' || _line AS record_ref, match_ref, amount_fen, status, sign,
-                   {_mask('account')} AS account_masked, sha256(getvariable('hash_key') || account) AS account_hash,
-                   event_time, detail, _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no,
-                   DATE '{t}' AS origin_date, false AS pending_eligible
-            FROM ({cp_sql})
-            UNION ALL
-            SELECT 'ledger', journal_no || ':' || seq_no, {rule.ledger_key}, amount_fen, status,
-                   CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END,
-                   {_mask('account_no')}, sha256(getvariable('hash_key') || account_no),
-                   txn_time, memo, NULL, NULL, journal_no, acct_date, coalesce({pending}, false)
-            FROM ledger_raw WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}'
-            UNION ALL
-            SELECT side, record_ref, match_ref, amount_fen, status,
-                   sign,
-                   account_masked, account_hash, event_time, detail, source_file, source_line, journal_no,
-                   origin_date, true
-            FROM prev WHERE outcome = 'PENDING' AND business_date < DATE '{t}'
-        """)
-        con.execute(f"""
-            CREATE TEMP TABLE groups AS
-            SELECT match_ref,
-                   count(*) FILTER (WHERE side = 'counterparty') AS n_cp,
-                   count(*) FILTER (WHERE side = 'ledger') AS n_lg,
-                   max(amount_fen) FILTER (WHERE side = 'counterparty') AS cp_amount,
-                   max(amount_fen) FILTER (WHERE side = 'ledger') AS lg_amount,
-                   max(status) FILTER (WHERE side = 'counterparty') AS cp_status,
-                   max(status) FILTER (WHERE side = 'ledger') AS lg_status,
-                   max(record_ref) FILTER (WHERE side = 'counterparty') AS cp_ref,
-                   max(record_ref) FILTER (WHERE side = 'ledger') AS lg_ref,
-                   max(journal_no) FILTER (WHERE side = 'ledger') AS lg_journal
-            FROM items GROUP BY match_ref
-        """)
-        agree = " OR ".join(f"(g.cp_status = '{a}' AND g.lg_status = '{b}')" for a, b in sorted(rule.agreeing_statuses))
-        alone_ok = ", ".join(f"'{s}'" for s in sorted(rule.needs_no_ledger_row)) or "NULL"
-        tol = rule.amount_tolerance_fen
-        con.execute(f"""
-            CREATE TEMP TABLE classified AS
-            SELECT i.*, g.n_cp, g.n_lg, g.cp_amount, g.lg_amount, g.cp_status, g.lg_status, g.lg_journal,
-                   CASE WHEN i.side = 'counterparty' THEN g.lg_ref ELSE g.cp_ref END AS other_ref,
-                   (DATE '{t}' - i.origin_date) AS age_days,
-                   CASE
-                     WHEN g.n_cp > 1 OR g.n_lg > 1 THEN 'DUPLICATE'
-                     WHEN g.n_cp = 1 AND g.n_lg = 1 AND abs(g.cp_amount - g.lg_amount) > {tol} THEN 'AMOUNT_MISMATCH'
-                     WHEN g.n_cp = 1 AND g.n_lg = 1 AND NOT ({agree}) THEN 'STATUS_MISMATCH'
-                     WHEN g.n_cp = 1 AND g.n_lg = 1 THEN 'MATCHED'
-                     WHEN g.n_cp = 1 AND g.cp_status IN ({alone_ok}) THEN 'MATCHED'
-                     WHEN i.pending_eligible AND (DATE '{t}' - i.origin_date) < {rule.carry_forward_days}
-                          THEN 'PENDING'
-                     WHEN g.n_cp = 1 THEN 'COUNTERPARTY_ONLY'
-                     ELSE 'LEDGER_ONLY'
-                   END AS outcome
-            FROM items i JOIN groups g USING (match_ref)
-        """)
-        con.execute(f"""
-            CREATE TEMP TABLE nearest AS
-            SELECT a.record_ref, b.record_ref AS near_ref, b.match_ref AS near_key,
-                   CAST(round((epoch(b.event_time) - epoch(a.event_time)) / 60) AS BIGINT) AS minutes
-            FROM classified a JOIN classified b
-              ON a.side <> b.side AND a.account_hash = b.account_hash AND a.amount_fen = b.amount_fen
-             AND b.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
-            WHERE a.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
-            QUALIFY row_number() OVER (PARTITION BY a.record_ref
-                                       ORDER BY abs(coalesce(epoch(b.event_time) - epoch(a.event_time), 0)),
-                                                b.record_ref) = 1
-        """)
-        other = "CASE WHEN c.side = 'counterparty' THEN 'ledger' ELSE 'counterparty file' END"
-        results = con.sql(f"""
-            SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, c.side, c.record_ref, c.match_ref,
-                   c.outcome,
-                   CASE c.outcome
-                     WHEN 'DUPLICATE' THEN 'key ' || c.match_ref || ' appears ' || c.n_cp || ' time(s) on the counterparty file and '
-                          || c.n_lg || ' time(s) in the ledger; none of them is matched'
-                     WHEN 'AMOUNT_MISMATCH' THEN
-                          (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal ELSE 'counterparty record ' || c.other_ref END)
-                          || ' has the same key, amount differs by ' || (c.cp_amount - c.lg_amount)
-                          || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
-                     WHEN 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says ' || c.cp_status
-                          || ' and the ledger says ' || c.lg_status || ' (S succeeded, F failed, R reversed)'
-                     WHEN 'MATCHED' THEN CASE WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
-                          WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on ' || DATE '{t}'
-                          ELSE 'key, amount and status agree' END
-                     WHEN 'PENDING' THEN '{rule.pending_note.replace("'", "''")} (open since ' || c.origin_date || ')'
-                     ELSE 'no ' || {other} || ' row with key ' || c.match_ref
-                          || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date || ', window ended)' ELSE '' END
-                          || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
-                             || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
-                                     WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
-                                     ELSE (-n.minutes) || ' minutes earlier' END
-                             || ' with another key (' || n.near_key || ')', '')
-                   END AS reason,
-                   c.amount_fen,
-                   c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
-                   c.status, c.cp_status AS counterparty_status, c.lg_status AS ledger_status,
-                   coalesce(c.journal_no, CASE WHEN c.outcome = 'MATCHED' THEN c.lg_journal END) AS journal_no,
-                   CASE WHEN c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH', 'STATUS_MISMATCH') THEN c.other_ref END
-                     AS matched_with,
-                   c.source_file, c.source_line, c.origin_date, c.account_masked, c.account_hash, c.event_time,
-                   c.sign, c.detail
-            FROM classified c LEFT JOIN nearest n USING (record_ref)
-            UNION ALL
-            SELECT '{rule.channel}', DATE '{t}', 'counterparty', _file || ':' || _line, NULL, 'QUARANTINED',
-                   'line ' || _line || ', field ' || _field || ': expected ' || _expected || ', found '
-                     || CASE WHEN _field IN ('pan', 'account_no', 'acct_no', 'PayAcct') THEN '(masked)' ELSE _actual END,
-                   amount_fen, NULL, NULL, NULL, NULL, NULL, NULL, NULL, _file, _line, DATE '{t}', NULL, NULL, NULL,
-                   NULL, NULL
-            FROM cp_quarantine
-            ORDER BY side, source_file NULLS LAST, source_line NULLS LAST, record_ref
-        """).to_arrow_table()
-        return results
+        return con.sql(compile_rule(rule, business_date)).to_arrow_table()
     finally:
         con.close()
+
+
+def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
+    """The rule as one DuckDB query over `cp_raw`, `cp_quarantine`, `ledger_raw` and `prev` (T-1's results)."""
+    t = business_date.isoformat()
+    cp_sql = rule.counterparty_items.replace("{business_date}", t)
+    pending = rule.ledger_pending_when or "false"
+    control = rule.batch_control_when or "false"
+    window = rule.carry_forward_days
+    agree = " OR ".join(f"(g.cp_status = '{a}' AND g.lg_status = '{b}')" for a, b in sorted(rule.agreeing_statuses))
+    alone_ok = ", ".join(f"'{s}'" for s in sorted(rule.needs_no_ledger_row)) or "NULL"
+    tol = rule.amount_tolerance_fen
+    other = "CASE WHEN c.side = 'counterparty' THEN 'ledger' ELSE 'counterparty file' END"
+    pending_note = rule.pending_note.replace("'", "''")
+    control_note = rule.control_note.replace("'", "''")
+    return f"""
+    WITH items AS (
+        SELECT 'counterparty' AS side, _file || ':' || _line AS record_ref, match_ref, amount_fen, status, sign,
+               account, event_time, detail, _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no,
+               DATE '{t}' AS origin_date, 0 AS open_days, status = 'P' AS pending_eligible, false AS is_control,
+               NULL::VARCHAR AS batch, false AS carried
+        FROM ({cp_sql})
+        UNION ALL
+        SELECT 'ledger', journal_no || ':' || seq_no, {rule.ledger_key}, amount_fen, status,
+               CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END, account_no, txn_time, memo, NULL, NULL, journal_no,
+               acct_date, 0, coalesce({pending}, false), coalesce({control}, false), batch_no, false
+        FROM ledger_raw
+        WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}' AND ({rule.ledger_where})
+    ),
+    keyed AS (
+        SELECT *, {_mask('account')} AS account_masked, sha256(getvariable('hash_key') || account) AS account_hash
+        FROM items
+        UNION ALL
+        -- the items left open on the previous business date, as they were stored (state derived, not kept)
+        SELECT side, record_ref, match_ref, amount_fen, status, sign, NULL, event_time, detail, source_file,
+               source_line, journal_no, origin_date, open_days + 1, true, false, NULL, true, account_masked,
+               account_hash
+        FROM prev WHERE outcome = 'PENDING' AND business_date < DATE '{t}'
+    ),
+    flagged AS (
+        -- a carried in-transit item whose key arrives again today on its side is closed by today's record
+        SELECT k.*, s.record_ref AS superseded_by
+        FROM keyed k
+        LEFT JOIN (SELECT side, match_ref, min(record_ref) AS record_ref FROM keyed WHERE NOT carried
+                   GROUP BY ALL) s
+          ON k.carried AND k.status = 'P' AND s.side = k.side AND s.match_ref = k.match_ref
+    ),
+    groups AS (
+        SELECT match_ref,
+               count(*) FILTER (WHERE side = 'counterparty') AS n_cp,
+               count(*) FILTER (WHERE side = 'ledger') AS n_lg,
+               count(*) FILTER (WHERE side = 'counterparty' AND status = 'P') AS n_transit,
+               max(amount_fen) FILTER (WHERE side = 'counterparty') AS cp_amount,
+               max(amount_fen) FILTER (WHERE side = 'ledger') AS lg_amount,
+               max(status) FILTER (WHERE side = 'counterparty') AS cp_status,
+               max(status) FILTER (WHERE side = 'ledger') AS lg_status,
+               max(sign) FILTER (WHERE side = 'counterparty') AS cp_sign,
+               max(sign) FILTER (WHERE side = 'ledger') AS lg_sign,
+               max(record_ref) FILTER (WHERE side = 'counterparty') AS cp_ref,
+               max(record_ref) FILTER (WHERE side = 'ledger') AS lg_ref,
+               max(journal_no) FILTER (WHERE side = 'ledger') AS lg_journal
+        FROM flagged WHERE NOT is_control AND superseded_by IS NULL GROUP BY match_ref
+    ),
+    batches AS (
+        -- one-to-many: a batch's control rows against its successful detail rows; balanced when Σ signed = 0
+        SELECT batch,
+               count(*) FILTER (WHERE is_control) AS n_control,
+               count(DISTINCT match_ref) FILTER (WHERE is_control) AS n_control_keys,
+               CAST(coalesce(sum(sign * amount_fen) FILTER (WHERE is_control), 0) AS BIGINT) AS control_net,
+               count(*) FILTER (WHERE NOT is_control) AS n_detail,
+               count(*) FILTER (WHERE NOT is_control AND status = 'S') AS n_detail_ok,
+               CAST(coalesce(sum(sign * amount_fen) FILTER (WHERE NOT is_control AND status = 'S'), 0) AS BIGINT)
+                 AS detail_net
+        FROM flagged WHERE side = 'ledger' AND batch IS NOT NULL AND {'true' if rule.batch_control_when else 'false'}
+        GROUP BY batch
+    ),
+    classified AS (
+        SELECT i.*, g.n_cp, g.n_lg, g.n_transit, g.cp_sign, g.lg_sign, g.cp_amount, g.lg_amount, g.cp_status, g.lg_status, g.lg_journal,
+               CASE WHEN i.side = 'counterparty' THEN g.lg_ref ELSE g.cp_ref END AS other_ref,
+               b.n_control, b.n_control_keys, b.control_net, b.n_detail, b.n_detail_ok, b.detail_net,
+               CASE
+                 WHEN i.superseded_by IS NOT NULL THEN 'MATCHED'
+                 WHEN i.is_control THEN CASE
+                     WHEN b.n_control > b.n_control_keys THEN 'DUPLICATE'
+                     WHEN b.n_detail = 0 THEN 'LEDGER_ONLY'
+                     WHEN b.control_net + b.detail_net <> 0 THEN 'AMOUNT_MISMATCH'
+                     ELSE 'MATCHED' END
+                 WHEN g.n_cp > 1 OR g.n_lg > 1 THEN 'DUPLICATE'
+                 WHEN g.n_transit > 0 AND i.open_days < {window} THEN 'PENDING'
+                 WHEN g.n_cp = 1 AND g.n_lg = 1
+                      AND (abs(g.cp_amount - g.lg_amount) > {tol} OR g.cp_sign <> g.lg_sign) THEN 'AMOUNT_MISMATCH'
+                 WHEN g.n_cp = 1 AND g.n_lg = 1 AND NOT ({agree}) THEN 'STATUS_MISMATCH'
+                 WHEN g.n_cp = 1 AND g.n_lg = 1 THEN 'MATCHED'
+                 WHEN g.n_cp = 1 AND g.cp_status IN ({alone_ok}) THEN 'MATCHED'
+                 WHEN i.pending_eligible AND i.open_days < {window} THEN 'PENDING'
+                 WHEN g.n_cp = 1 THEN 'COUNTERPARTY_ONLY'
+                 ELSE 'LEDGER_ONLY'
+               END AS outcome
+        FROM flagged i
+        LEFT JOIN groups g ON g.match_ref = i.match_ref AND NOT i.is_control AND i.superseded_by IS NULL
+        LEFT JOIN batches b ON b.batch = i.batch AND i.is_control
+    ),
+    one_sided AS (
+        SELECT side, record_ref, match_ref, account_hash, amount_fen, event_time FROM classified
+        WHERE outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY') AND NOT is_control
+    ),
+    nearest AS (
+        -- for a one-sided break, the nearest break on the other side with the same account and amount
+        SELECT a.record_ref, b.record_ref AS near_ref, b.match_ref AS near_key,
+               CAST(round((epoch(b.event_time) - epoch(a.event_time)) / 60) AS BIGINT) AS minutes
+        FROM one_sided a JOIN one_sided b
+          ON a.side <> b.side AND a.account_hash = b.account_hash AND a.amount_fen = b.amount_fen
+        QUALIFY row_number() OVER (PARTITION BY a.record_ref
+                                   ORDER BY abs(coalesce(epoch(b.event_time) - epoch(a.event_time), 0)),
+                                            b.record_ref) = 1
+    )
+    SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, c.side, c.record_ref, c.match_ref, c.outcome,
+           CASE
+             WHEN c.superseded_by IS NOT NULL THEN 'in transit since ' || c.origin_date || ', closed by '
+                  || c.superseded_by || ' of ' || DATE '{t}'
+             WHEN c.is_control THEN 'batch ' || c.batch || ': ' || CASE c.outcome
+                 WHEN 'DUPLICATE' THEN 'ambiguous, ' || c.n_control || ' {control_note} rows for '
+                      || c.n_control_keys || ' key(s); which one settles the batch cannot be decided'
+                 WHEN 'LEDGER_ONLY' THEN '{control_note} of ' || abs(c.control_net)
+                      || ' fen but no detail row of the batch in the ledger of ' || DATE '{t}'
+                 WHEN 'AMOUNT_MISMATCH' THEN '{control_note} nets ' || abs(c.control_net) || ' fen, its '
+                      || c.n_detail_ok || ' successful detail row(s) ' || abs(c.detail_net)
+                      || ' fen: differs by ' || abs(c.control_net + c.detail_net) || ' fen'
+                 ELSE '{control_note} balances its ' || c.n_detail_ok || ' successful detail row(s) ('
+                      || abs(c.detail_net) || ' fen)' END
+             WHEN c.outcome = 'DUPLICATE' THEN 'ambiguous: key ' || c.match_ref || ' appears ' || c.n_cp
+                  || ' time(s) on the counterparty side and ' || c.n_lg
+                  || ' time(s) in the ledger; none of them is matched'
+             WHEN c.outcome = 'AMOUNT_MISMATCH' THEN
+                  (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal
+                        ELSE 'counterparty record ' || c.other_ref END)
+                  || ' has the same key, amount differs by ' || (c.cp_amount - c.lg_amount)
+                  || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
+                  || CASE WHEN c.cp_sign <> c.lg_sign THEN '; direction differs (counterparty '
+                          || CASE c.cp_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ' of the customer, ledger '
+                          || CASE c.lg_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ')' ELSE '' END
+             WHEN c.outcome = 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says '
+                  || c.cp_status || ' and the ledger says ' || c.lg_status
+                  || ' (S succeeded, F failed, R reversed, P in transit)'
+             WHEN c.outcome = 'MATCHED' THEN CASE
+                  WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
+                  WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on '
+                       || DATE '{t}' || ' by ' || c.other_ref
+                  WHEN c.cp_status <> c.lg_status THEN 'one row each; the ledger says ' || c.lg_status
+                       || ' (reported to the counterparty in the return file)'
+                  ELSE 'key, amount and status agree' END
+             WHEN c.outcome = 'PENDING' THEN CASE WHEN c.n_transit > 0
+                  THEN 'in transit at the counterparty (status P); expected to settle in the next file'
+                  ELSE '{pending_note}' END || ' (open since ' || c.origin_date || ')'
+             ELSE 'no ' || {other} || ' row with key ' || c.match_ref
+                  || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
+                          || ', window ended)' ELSE '' END
+                  || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
+                     || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
+                             WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
+                             ELSE (-n.minutes) || ' minutes earlier' END
+                     || ' with another key (' || n.near_key || ')', '')
+           END AS reason,
+           c.amount_fen,
+           c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
+           c.status, c.cp_status AS counterparty_status, c.lg_status AS ledger_status,
+           coalesce(c.journal_no, CASE WHEN c.outcome = 'MATCHED' THEN c.lg_journal END) AS journal_no,
+           CASE WHEN c.superseded_by IS NOT NULL THEN c.superseded_by
+                WHEN c.is_control AND c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH') THEN 'batch ' || c.batch
+                WHEN c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH', 'STATUS_MISMATCH') THEN c.other_ref END
+             AS matched_with,
+           c.source_file, c.source_line, c.origin_date, c.account_masked, c.account_hash, c.event_time,
+           c.sign, c.detail, c.open_days, c.batch AS batch_no
+    FROM classified c LEFT JOIN nearest n USING (record_ref)
+    UNION ALL
+    SELECT '{rule.channel}', DATE '{t}', 'counterparty', _file || ':' || _line, NULL, 'QUARANTINED',
+           'line ' || _line || ', field ' || _field || ': expected ' || _expected || ', found '
+             || CASE WHEN _field IN ({_ACCOUNT_FIELDS}) THEN '(masked)' ELSE _actual END,
+           amount_fen, NULL, NULL, NULL, NULL, NULL, NULL, NULL, _file, _line, DATE '{t}', NULL, NULL, NULL,
+           NULL, NULL, 0, NULL
+    FROM cp_quarantine
+    ORDER BY side, source_file NULLS LAST, source_line NULLS LAST, record_ref
+    """
 
 
 def _empty_results() -> pa.Table:
@@ -188,7 +257,8 @@ def _empty_results() -> pa.Table:
                    NULL::VARCHAR AS reason, NULL::BIGINT AS amount_fen, NULL::VARCHAR AS status,
                    NULL::VARCHAR AS journal_no, NULL::VARCHAR AS source_file, NULL::BIGINT AS source_line,
                    NULL::DATE AS origin_date, NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash,
-                   NULL::TIMESTAMP AS event_time, NULL::INTEGER AS sign, NULL::VARCHAR AS detail
+                   NULL::TIMESTAMP AS event_time, NULL::INTEGER AS sign, NULL::VARCHAR AS detail,
+                   NULL::INTEGER AS open_days
             LIMIT 0""").to_arrow_table()
     finally:
         con.close()
