@@ -44,7 +44,7 @@ MAX_AMOUNT_FEN = 100_000_000_000  # 10亿元 in one record: above this a file is
 SHOW_ROWS = 5                     # offending rows quoted in an error and in the results table
 ACCOUNT_COLUMN = re.compile(r"pan|acct|account|card", re.IGNORECASE)  # columns masked when rows are shown
 
-VALIDATION_COLUMNS = ("channel", "business_date", "dataset", "file", "check", "expectation", "column", "success",
+VALIDATION_COLUMNS = ("channel", "business_date", "dataset", "file", "description", "expectation", "column", "success",
                       "element_count", "unexpected_count", "offending")
 
 
@@ -79,7 +79,7 @@ class ExpectationFailed(Terminal):
         self.failures = failures
         first = failures[0]
         self.file, self.expectation, self.offending = first["file"], first["expectation"], first["offending"]
-        lines = [f"{f['file']}: expectation {f['expectation']} ({f['check']}) failed on {f['unexpected_count']} of "
+        lines = [f"{f['file']}: expectation {f['expectation']} ({f['description']}) failed on {f['unexpected_count']} of "
                  f"{f['element_count']} rows: {f['offending']}" for f in failures]
         super().__init__("data quality: " + "; ".join(lines))
 
@@ -254,7 +254,7 @@ class _Tally:
 
     def row(self, dataset: str, file: str) -> dict:
         cfg = self.check.expectation.configuration
-        return {"dataset": dataset, "file": file, "check": self.check.words, "expectation": cfg.type,
+        return {"dataset": dataset, "file": file, "description": self.check.words, "expectation": cfg.type,
                 "column": cfg.kwargs.get("column") or cfg.kwargs.get("column_A") or "",
                 "success": self.unexpected == 0, "element_count": self.elements,
                 "unexpected_count": self.unexpected, "offending": "; ".join(self.rows)}
@@ -361,7 +361,7 @@ def validate(channel: str, date: dt.date, wd: Workdir) -> dict:
     wd.publish("validation", channel, date, table)
     failed = [r for r in rows if not r["success"]]
     for r in failed:
-        log.error("%s %s: %s failed %s (%s) on %d rows: %s", channel, date, r["file"], r["expectation"], r["check"],
+        log.error("%s %s: %s failed %s (%s) on %d rows: %s", channel, date, r["file"], r["expectation"], r["description"],
                   r["unexpected_count"], r["offending"])
     if failed:
         raise ExpectationFailed(failed)
@@ -372,7 +372,7 @@ def validate(channel: str, date: dt.date, wd: Workdir) -> dict:
 
 def validation_table(rows: list[dict], channel: str, date: dt.date) -> pa.Table:
     schema = pa.schema([("channel", pa.string()), ("business_date", pa.date32()), ("dataset", pa.string()),
-                        ("file", pa.string()), ("check", pa.string()), ("expectation", pa.string()),
+                        ("file", pa.string()), ("description", pa.string()), ("expectation", pa.string()),
                         ("column", pa.string()), ("success", pa.bool_()), ("element_count", pa.int64()),
                         ("unexpected_count", pa.int64()), ("offending", pa.string())])
     return pa.Table.from_pylist([{"channel": channel, "business_date": date} | r for r in rows], schema=schema)

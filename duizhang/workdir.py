@@ -21,7 +21,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-WAREHOUSE_TABLES = ("recon_result", "recon_summary", "file_registry_snapshot", "quarantine", "clearing")
+WAREHOUSE_TABLES = ("recon_result", "recon_summary", "file_registry_snapshot", "quarantine", "clearing", "validation",
+                    "break_status")
 
 _CONTROL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -40,6 +41,18 @@ CREATE TABLE IF NOT EXISTS runs (
     channel TEXT NOT NULL, business_date TEXT NOT NULL, step TEXT NOT NULL, finished_at TEXT NOT NULL,
     summary TEXT NOT NULL, PRIMARY KEY (channel, business_date, step)
 );
+-- Append-only: a break's status is its latest row; a break with no row is 'new' (duizhang/breaks.py).
+CREATE TABLE IF NOT EXISTS break_status (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    channel TEXT NOT NULL, business_date TEXT NOT NULL, record_ref TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('new', 'investigating', 'resolved', 'written_off')),
+    changed_by TEXT NOT NULL, changed_at TEXT NOT NULL, note TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS break_status_ref ON break_status (channel, business_date, record_ref, id);
+CREATE TRIGGER IF NOT EXISTS break_status_append_only_u BEFORE UPDATE ON break_status
+    BEGIN SELECT RAISE(ABORT, 'break_status is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS break_status_append_only_d BEFORE DELETE ON break_status
+    BEGIN SELECT RAISE(ABORT, 'break_status is append-only'); END;
 """
 
 
@@ -92,19 +105,20 @@ class Workdir:
     def refresh_views(self) -> Path:
         """(Re)create `warehouse.duckdb`: one view per published table over its Parquet partitions."""
         db_path = self.root / "warehouse.duckdb"
-        tmp = db_path.with_name(".warehouse.duckdb.tmp")
+        tmp = db_path.with_name(f".warehouse.duckdb.{os.getpid()}.tmp")  # two processes may refresh at once
         tmp.unlink(missing_ok=True)
         con = duckdb.connect(str(tmp))
         try:
-            for table in sorted(p.name for p in (self.root / "warehouse").glob("*") if p.is_dir()):
+            from duizhang.views import TABLES, create_all
+            published = {p.parent.parent.parent.name for p in (self.root / "warehouse").glob("*/*/*/part.parquet")}
+            for table in sorted(published | set(TABLES)):
                 glob = (self.root / "warehouse" / table / "**" / "*.parquet").as_posix()
-                con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = false,"
-                            f" union_by_name = true)")
-            from duizhang.views import ANALYST_VIEWS
-            existing = {r[0] for r in con.execute("SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-            for name, (needs, sql) in ANALYST_VIEWS.items():
-                if needs <= existing:
-                    con.execute(f"CREATE VIEW {name} AS {sql}")
+                if table in published:
+                    con.execute(f"CREATE VIEW {table} AS SELECT * FROM read_parquet('{glob}', hive_partitioning = "
+                                "false, union_by_name = true)")
+                else:  # declared but nothing published yet: an empty view with the documented columns
+                    con.execute(f"CREATE VIEW {table} AS {TABLES[table].empty_select()}")
+            create_all(con)
         finally:
             con.close()
         os.replace(tmp, db_path)
