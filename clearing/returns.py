@@ -1,0 +1,383 @@
+"""Return files (回盘): the bank's answer to every batch it executed, in the counterparty's own format.
+
+- utilities: `HP_{utility_code}_{YYYYMMDD}_{NN}.txt` for `DK_...` (specs/utilities.md, "Return file");
+- housing fund: `BDC_RES_{batch_no}.DAT` for `BDC_BAT_...` (specs/housing_fund.md, "Batch result");
+- TIPS: the 2102 for a 3102, including the whole-pack rejection (specs/tips.md, "2102");
+- payroll: `DF_..._NN_RESULT.xlsx|.csv` in the batch's own format (specs/payroll.md, "Result file").
+
+A return is built from the ledger's outcome for every inbound record, never guessed: each record of the batch
+needs exactly one final outcome in `recon_result` (MATCHED with its one journal row, or QUARANTINED); otherwise
+`BatchHeld` says which records hold the batch and nothing is written. What each record answers:
+journal status `S` is a success; `F` a failure with the counterparty's code for the journal's reason code (an
+unlisted reason is the spec's "other" code); `R` (succeeded, then reversed: nothing stays collected) a failure with
+the "other" code; a quarantined record a failure with the "other" code and the reason in the message. Dates the
+bank writes derive from the business date T (T+1 for processing, reply and work dates; the journal's accounting
+date for the date of a debit), so a rerun writes the same bytes.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from formats import registry
+from formats.errors import FileRejected, Terminal
+from formats.flag import write_flag
+from formats.result import ReadResult
+from formats.specs.housing_fund import bdc_res
+from formats.specs.payroll import common as payroll
+from formats.specs.tips import cfx
+from formats.specs.utility import hp
+
+FINAL = ("MATCHED", "QUARANTINED")
+"""The outcomes a return can answer; any other outcome of a record (a break, PENDING) holds its batch."""
+QUARANTINE_TEXT = "记录校验失败"
+"""Opens the message of a record answered as quarantined ("record failed validation"), then the field."""
+
+
+class BatchHeld(Terminal):
+    """A batch whose records do not all have exactly one final outcome: its return is not written.
+
+    `problems` lists (line, outcome, why) for every record that holds it, in line order."""
+
+    def __init__(self, file: str, problems: list[tuple[int | None, str, str]], records: int) -> None:
+        self.file, self.problems, self.records = file, problems, records
+        shown = "; ".join(f"line {line} {outcome}: {why}" if line is not None else f"{outcome}: {why}"
+                          for line, outcome, why in problems[:10])
+        more = f"; and {len(problems) - 10} more" if len(problems) > 10 else ""
+        super().__init__(f"{file}: return held, {len(problems)} of {records} record(s) have no single final "
+                         f"outcome: {shown}{more}")
+
+
+@dataclass(frozen=True)
+class InboundBatch:
+    """One inbound batch file as the format engine read it."""
+
+    file: str                     # the inbound file's name: recon_result's `source_file`
+    layout: str                   # the inbound layout (`utility.dk`, `tips.3102`, ...)
+    header: dict | None
+    records: pa.Table             # parsed detail records, with `_line`
+    quarantine: pa.Table          # quarantined detail records, with `_line`, `_field`, `_expected`
+    trailer: dict | None = None
+    encoding: str | None = None   # XML: the encoding the request declared (the answer uses it)
+    rejected: str | None = None   # the check that rejected the batch whole (TIPS 94999, payroll 批次校验失败)
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_read(cls, result: ReadResult) -> InboundBatch:
+        return cls(result.file, result.layout, result.header, result.records, result.quarantine, result.trailer,
+                   result.extra.get("encoding"))
+
+    @classmethod
+    def from_rejection(cls, err: FileRejected) -> InboundBatch:
+        """A batch rejected whole: what was read before the rejection, and the failed check in words."""
+        if err.partial is None:
+            raise err
+        check = err.problem + (f": expected {err.expected}, found {err.found}"
+                               if err.expected is not None or err.found is not None else "")
+        batch = cls.from_read(err.partial)
+        return cls(batch.file, batch.layout, batch.header, batch.records, batch.quarantine, batch.trailer,
+                   batch.encoding, rejected=check)
+
+
+def build_return(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date, out_dir: Path) -> Path:
+    """Write the return of `batch` and its flag into `out_dir`; returns the data file's path.
+
+    `results`: recon_result rows (any channel and file; the batch's counterparty rows are selected by
+    `source_file`); `journal`: the ledger extract rows (JOURNAL_SCHEMA) the results' `matched_with` point to;
+    `date`: the business date T the batch was executed on. Raises `BatchHeld` (nothing written) when a record
+    has no single final outcome."""
+    try:
+        builder = BUILDERS[batch.layout]
+    except KeyError:
+        raise KeyError(f"no return for layout {batch.layout!r}; known: {', '.join(sorted(BUILDERS))}") from None
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return builder(batch, results, journal, date, out_dir)
+
+
+def answers(batch: InboundBatch, results: pa.Table, journal: pa.Table) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection holding `answer`: every record of the batch (parsed or quarantined) in line order with
+    its detail fields and `quarantined`, `outcome`, `status`, `reason_code`, `journal_no`, `acct_date`,
+    `quarantine_field`, `reason`. Raises `BatchHeld` unless each has exactly one final outcome."""
+    con = duckdb.connect()
+    con.register("records", batch.records)
+    con.register("quarantine", batch.quarantine)
+    con.register("results", results)
+    con.register("journal", journal)
+    con.execute("""
+        CREATE TEMP TABLE lines AS
+        SELECT * EXCLUDE (_record, _field, _expected, _actual, _raw), true AS quarantined,
+               _field AS quarantine_field
+        FROM quarantine
+        UNION ALL BY NAME
+        SELECT *, false AS quarantined, NULL::VARCHAR AS quarantine_field FROM records""")
+    con.execute("""
+        CREATE TEMP TABLE res AS
+        SELECT source_line, count(*) AS n, min(outcome) AS outcome, max(outcome) AS other_outcome,
+               min(reason) AS reason, min(matched_with) AS matched_with
+        FROM results WHERE side = 'counterparty' AND source_file = ? GROUP BY source_line""", [batch.file])
+    con.execute("""
+        CREATE TEMP TABLE answer AS
+        SELECT l.*, coalesce(r.n, 0) AS n_outcomes, r.outcome, r.other_outcome, r.reason, r.matched_with,
+               j.status, j.reason_code, j.journal_no, j.acct_date
+        FROM lines l
+        LEFT JOIN res r ON r.source_line = l._line
+        LEFT JOIN journal j ON r.outcome = 'MATCHED' AND j.journal_no || ':' || j.seq_no = r.matched_with
+        ORDER BY l._line""")
+    final = ", ".join(f"'{o}'" for o in FINAL)
+    problems = con.sql(f"""
+        SELECT _line, coalesce(outcome, 'NO OUTCOME'),
+               CASE WHEN n_outcomes = 0 THEN 'no reconciliation result for this record'
+                    WHEN n_outcomes > 1 THEN n_outcomes || ' results (' || outcome || ', ' || other_outcome
+                                             || '): a record needs exactly one'
+                    WHEN outcome NOT IN ({final}) THEN reason
+                    WHEN outcome = 'MATCHED' AND quarantined THEN 'matched, but the file quarantined this record'
+                    WHEN outcome = 'MATCHED' AND status IS NULL THEN 'matched to journal row ' || matched_with
+                                             || ', which is not in the journal given'
+               END AS why
+        FROM answer WHERE why IS NOT NULL
+        UNION ALL
+        SELECT source_line, outcome, 'a result for line ' || source_line || ', which the file does not have'
+        FROM res WHERE source_line NOT IN (SELECT _line FROM lines)
+        ORDER BY 1""").fetchall()
+    if problems:
+        total = con.execute("SELECT count(*) FROM lines").fetchone()[0]
+        con.close()
+        raise BatchHeld(batch.file, problems, total)
+    return con
+
+
+def _codes(con: duckdb.DuckDBPyConnection, name: str, mapping: dict[str, str], key: str, value: str) -> None:
+    con.register(name, pa.table({key: list(mapping), value: list(mapping.values())}))
+
+
+def _answer_code(success: str, other: str) -> str:
+    """SQL over `answer` + the `reason_map` relation: the counterparty's code for each record."""
+    return (f"CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN '{other}' WHEN status = 'S' THEN '{success}' "
+            f"WHEN status = 'F' THEN coalesce((SELECT code FROM reason_map m WHERE m.reason = reason_code), "
+            f"'{other}') ELSE '{other}' END")
+
+
+def _quarantine_text(width_bytes: int | None = None) -> str:
+    """SQL: the message of a quarantined record. With a fixed width only the field is named (it must fit);
+    otherwise the reconciliation's reason (account fields masked there) follows."""
+    if width_bytes:
+        return f"'{QUARANTINE_TEXT}: ' || coalesce(quarantine_field, '')"
+    return f"'{QUARANTINE_TEXT}: ' || coalesce(reason, quarantine_field, '')"
+
+
+def _finish(path: Path, layout: str, records: pa.Table, header: dict | None = None,
+            trailer: dict | None = None, **options) -> Path:
+    registry.write(path, layout, records, header, trailer, **options)
+    write_flag(path, records.num_rows)
+    return path
+
+
+def _answer_name(file: str, pattern: str, answer: str) -> str:
+    """The return's name from the inbound file's name (the specs name one from the other)."""
+    if not re.fullmatch(pattern, file):
+        raise ValueError(f"{file}: not an inbound batch name the return can be named from (expected {pattern})")
+    return re.sub(pattern, answer, file)
+
+
+def _next_day(date: dt.date) -> dt.date:
+    return date + dt.timedelta(days=1)
+
+
+# --- utilities: HP_ ------------------------------------------------------------------------------------------
+
+def utility_hp(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date, out_dir: Path) -> Path:
+    con = answers(batch, results, journal)
+    try:
+        _codes(con, "reason_map", hp.REASON_TO_RESULT, "reason", "code")
+        _codes(con, "code_text", hp.RESULT_CODES, "code", "text")
+        details = con.sql(f"""
+            WITH a AS (SELECT *, {_answer_code(hp.SUCCESS, '9999')} AS result_code FROM answer)
+            SELECT 'D' AS record_type, serial_no, coalesce(contract_no, '') AS contract_no,
+                   coalesce(account_no, '') AS account_no, coalesce(account_name, '') AS account_name, amount_fen,
+                   CASE WHEN result_code = '{hp.SUCCESS}' THEN amount_fen ELSE 0 END AS deducted_fen, result_code,
+                   CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text(40)}
+                        ELSE (SELECT text FROM code_text t WHERE t.code = result_code) END AS result_msg,
+                   CASE WHEN result_code = '{hp.SUCCESS}' THEN journal_no ELSE '' END AS journal_no
+            FROM a ORDER BY _line""").to_arrow_table()
+    finally:
+        con.close()
+    h = batch.header
+    split = _split(details, "result_code", hp.SUCCESS, "amount_fen")
+    header = {"record_type": "H", "utility_code": h["utility_code"], "biz_type": h["biz_type"],
+              "batch_no": h["batch_no"], "batch_date": h["batch_date"], "record_count": h["record_count"],
+              "total_amount_fen": h["total_amount_fen"], "success_count": split[0], "success_amount_fen": split[1],
+              "fail_count": split[2], "fail_amount_fen": split[3], "process_date": _next_day(date), "filler": ""}
+    name = _answer_name(batch.file, r"DK_(\w{8}_\d{8}_\d\d\.txt)", r"HP_\1")  # NN equals the DK file's
+    return _finish(out_dir / name, "utility.hp", details, header)
+
+
+def _split(table: pa.Table, code: str, success: str, amount: str) -> tuple[int, int, int, int]:
+    """(success count, success fen, failure count, failure fen); an unreadable amount counts as 0 fen."""
+    con = duckdb.connect()
+    try:
+        con.register("t", table)
+        row = con.execute(f"""
+            SELECT count(*) FILTER (WHERE {code} = '{success}'),
+                   CAST(coalesce(sum({amount}) FILTER (WHERE {code} = '{success}'), 0) AS BIGINT),
+                   count(*) FILTER (WHERE {code} <> '{success}'),
+                   CAST(coalesce(sum({amount}) FILTER (WHERE {code} <> '{success}'), 0) AS BIGINT)
+            FROM t""").fetchone()
+    finally:
+        con.close()
+    return tuple(int(v) for v in row)
+
+
+# --- housing fund: BDC_RES ------------------------------------------------------------------------------------
+
+def housing_fund_res(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date,
+                     out_dir: Path) -> Path:
+    h = batch.header
+    centre = (h["center_acct"], h["center_acct_name"])
+    con = answers(batch, results, journal)
+    try:
+        _codes(con, "reason_map", bdc_res.REASON_TO_RESP, "reason", "code")
+        _codes(con, "code_text", bdc_res.RESP_CODES, "code", "text")
+        # BDC104 collects from the item's account into the centre's; BDC103 pays from the centre's.
+        item_pays = h["tx_code"] == "BDC104"
+        item = ("coalesce(acct_no, '')", "coalesce(acct_name, '')")
+        payer, payee = (item, ("$1", "$2")) if item_pays else (("$1", "$2"), item)
+        details = con.sql(f"""
+            WITH a AS (SELECT *, {_answer_code(bdc_res.SUCCESS, '3999')} AS resp_code FROM answer)
+            SELECT seq_no, '156' AS currency, '0' AS cash_flag, amount,
+                   {payer[0]} AS payer_acct, {payer[1]} AS payer_name, '' AS payer_balance,
+                   {payee[0]} AS payee_acct, {payee[1]} AS payee_name, '' AS payee_balance, resp_code,
+                   CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text()}
+                        ELSE (SELECT text FROM code_text t WHERE t.code = resp_code) END AS resp_msg,
+                   CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN acct_date END AS host_date,
+                   CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN journal_no ELSE '' END AS host_journal_no,
+                   coalesce(fund_txn_no, '') AS receipt_no, '' AS bank_ext
+            FROM a ORDER BY _line""", params=list(centre)).to_arrow_table()
+    finally:
+        con.close()
+    split = _split(details, "resp_code", bdc_res.SUCCESS, "amount")
+    batch_no = h["batch_no"]
+    summary = {"date": _next_day(date), "unit_no": batch_no[:15], "batch_no": batch_no, "tx_code": h["tx_code"],
+               "bus_type": h["bus_type"], "currency": "156", "cash_flag": "0", "total_count": h["record_count"],
+               "total_amount": h["total_amount"], "succ_count": split[0], "succ_amount": split[1],
+               "fail_count": split[2], "fail_amount": split[3], "summary": h.get("summary") or ""}
+    name = _answer_name(batch.file, r"BDC_BAT_(\d+\.DAT)", r"BDC_RES_\1")
+    return _finish(out_dir / name, "housing_fund.bdc_res", details, summary)
+
+
+# --- TIPS: 2102 -----------------------------------------------------------------------------------------------
+
+PACK_DONE = "处理完成"
+PACK_REJECTED_TEXT = "批量包校验失败: "
+
+
+def tips_2102(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date, out_dir: Path) -> Path:
+    h = batch.header
+    pack = f"{h['TaxOrgCode']}{h['EntrustDate']:%Y%m%d}{h['PackNo']}"
+    if batch.rejected:
+        _nothing_posted(batch.file, journal, "TIPS", pack)
+        details = _empty_returns()
+        succ = (0, 0)
+        result, add_word = cfx.PACK_REJECTED, PACK_REJECTED_TEXT + batch.rejected
+    else:
+        con = answers(batch, results, journal)
+        try:
+            _codes(con, "reason_map", cfx.REASON_TO_RESULT, "reason", "code")
+            _codes(con, "code_text", cfx.RESULTS, "code", "text")
+            details = con.sql(f"""
+                WITH a AS (SELECT *, {_answer_code(cfx.PACK_PROCESSED, cfx.PACK_REJECTED)} AS result FROM answer)
+                SELECT TraNo AS OriTraNo, TraAmt, coalesce(TaxVouNo, '') AS TaxVouNo,
+                       coalesce(acct_date, ?) AS TaxDate, result AS Result,
+                       (SELECT text FROM code_text t WHERE t.code = result) AS AddWord
+                FROM a ORDER BY _line""", params=[date]).to_arrow_table()
+        finally:
+            con.close()
+        s = _split(details, "Result", cfx.PACK_PROCESSED, "TraAmt")
+        succ = (s[0], s[1])
+        result, add_word = cfx.PACK_PROCESSED, PACK_DONE
+    reply_date = _next_day(date)
+    header = {"VER": "1.0", "SRC": h["DES"], "DES": h["SRC"], "APP": "TIPS", "MsgNo": "2102",
+              # date, message number, and the request's own sequence: the reply's id derives from what it answers
+              "MsgID": f"{reply_date:%Y%m%d}2102{h['MsgID'][-8:]}", "MsgRef": h["MsgID"], "WorkDate": reply_date,
+              "OriTaxOrgCode": h["TaxOrgCode"], "OriEntrustDate": h["EntrustDate"], "OriPackNo": h["PackNo"],
+              "AllNum": h["AllNum"], "AllAmt": h["AllAmt"], "SuccNum": succ[0], "SuccAmt": succ[1],
+              "Result": result, "AddWord": add_word}
+    name = f"TIPS_2102_{h['TaxOrgCode']}_{h['EntrustDate']:%Y%m%d}_{h['PackNo']}.xml"
+    return _finish(out_dir / name, "tips.2102", details, header, encoding=batch.encoding)
+
+
+def _empty_returns() -> pa.Table:
+    layout = registry.get("tips.2102")
+    return pa.schema([(f.name, f.type.arrow_type) for f in layout.detail.fields]).empty_table()
+
+
+def _nothing_posted(file: str, journal: pa.Table, ledger_channel: str, batch_no: str) -> None:
+    """A batch rejected whole must have moved no money: a successful journal row for it holds the answer."""
+    con = duckdb.connect()
+    try:
+        con.register("journal", journal)
+        rows = con.execute("""
+            SELECT journal_no || ':' || seq_no, channel_ref FROM journal
+            WHERE channel = ? AND batch_no = ? AND status = 'S' ORDER BY 1""", [ledger_channel, batch_no]).fetchall()
+    finally:
+        con.close()
+    if rows:
+        raise BatchHeld(file, [(None, "REJECTED", f"the batch was rejected whole, but journal row {ref} "
+                                                  f"({channel_ref}) posted it") for ref, channel_ref in rows],
+                        len(rows))
+
+
+# --- payroll: DF_..._RESULT -------------------------------------------------------------------------------------
+
+def payroll_result(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date,
+                   out_dir: Path) -> Path:
+    fields = "seq_no, account_no, account_name, amount_fen, coalesce(remark, '') AS remark"
+    if batch.rejected:
+        m = re.match(r"DF_(\w{10})_(\d{8})_(\d\d)\.", batch.file)
+        _nothing_posted(batch.file, journal, "PAYROLL", "".join(m.groups()) if m else batch.file)
+        con = duckdb.connect()
+        try:
+            con.register("records", batch.records)
+            con.register("quarantine", batch.quarantine)
+            details = con.sql(f"""
+                SELECT {fields}, ? AS result, ? AS fail_reason
+                FROM (SELECT * EXCLUDE (_record, _field, _expected, _actual, _raw) FROM quarantine
+                      UNION ALL BY NAME SELECT * FROM records)
+                ORDER BY _line""", params=[payroll.FAILURE, payroll.BATCH_CHECK_FAILED + batch.rejected]).to_arrow_table()
+        finally:
+            con.close()
+    else:
+        con = answers(batch, results, journal)
+        try:
+            _codes(con, "reason_map", {code: code for code in payroll.REASON_TEXTS}, "reason", "code")
+            _codes(con, "code_text", payroll.REASON_TEXTS, "code", "text")
+            details = con.sql(f"""
+                WITH a AS (SELECT *, {_answer_code('OK', 'E999')} AS code FROM answer)
+                SELECT {fields}, CASE WHEN code = 'OK' THEN ? ELSE ? END AS result,
+                       CASE WHEN code = 'OK' THEN ''
+                            WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text()}
+                            ELSE (SELECT text FROM code_text t WHERE t.code = a.code) END AS fail_reason
+                FROM a ORDER BY _line""", params=[payroll.SUCCESS, payroll.FAILURE]).to_arrow_table()
+        finally:
+            con.close()
+    split = _split(details, "result", payroll.SUCCESS, "amount_fen")
+    trailer = {"label": "合计", "success_count": split[0], "success_amount_fen": split[1], "fail_count": split[2],
+               "fail_amount_fen": split[3]}
+    path = out_dir / _answer_name(batch.file, r"(DF_\w{10}_\d{8}_\d\d)\.(xlsx|csv)", r"\1_RESULT.\2")
+    if batch.layout == "payroll.batch_xlsx":
+        return _finish(path, "payroll.result_xlsx", details, batch.header, trailer, business_date=date)
+    return _finish(path, "payroll.result_csv", details, batch.header, trailer)
+
+
+BUILDERS = {
+    "utility.dk": utility_hp,
+    "housing_fund.bdc_bat": housing_fund_res,
+    "tips.3102": tips_2102,
+    "payroll.batch_xlsx": payroll_result,
+    "payroll.batch_csv": payroll_result,
+}
