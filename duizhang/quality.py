@@ -35,7 +35,6 @@ from recon.outcomes import Outcome
 from duizhang.workdir import Workdir
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network on a bank's batch host
-os.environ.setdefault("TQDM_DISABLE", "1")              # GX's "Calculating Metrics" bars, once per chunk, in logs
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 log = logging.getLogger("duizhang.quality")
 
@@ -209,7 +208,9 @@ def _declared_totals(layout: FileLayout, file_row: dict) -> dict[str, object]:
 def _batch_definition():
     """One ephemeral GX context per process (nothing written to disk), with one pandas dataframe asset."""
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
     ctx = gx.get_context(mode="ephemeral")
+    ctx.variables.progress_bars = ProgressBarsConfig(globally=False)  # no "Calculating Metrics" bar per chunk in logs
     return ctx.data_sources.add_pandas("duizhang").add_dataframe_asset("frame").add_batch_definition_whole_dataframe(
         "whole")
 
@@ -273,12 +274,16 @@ def _chunks(paths: list[Path], columns: list[str]) -> Iterator:
 
 
 def run_suite(suite: Suite, dataset: str, file: str, paths: list[Path], key: tuple[str, ...] = ()) -> list[dict]:
-    """Validate the Parquet file(s) `paths` (read as one dataset) with `suite`; one result row per check."""
+    """Validate the Parquet file(s) `paths` (read as one dataset) with `suite`; one result row per check.
+
+    An offending row is shown with its line, `key`, the checked column and the row's account and amount."""
     import great_expectations.expectations as gxe
     import pandas as pd
-    shown = list(dict.fromkeys(["_line", *key]))
-    tallies = [_Tally(c, list(dict.fromkeys([*key, *sorted(suite.columns & set(_kw_columns(c)))])))
-               for c in suite.rows]
+    names = pq.read_schema(paths[0]).names
+    context = [*key, *(c for c in names if ACCOUNT_COLUMN.search(c) and c not in ("account_hash",)),
+               *(c for c in ("amount_fen",) if c in names)]
+    shown = list(dict.fromkeys(["_line", *context]))
+    tallies = [_Tally(c, list(dict.fromkeys([*key, *_kw_columns(c), *context]))) for c in suite.rows]
     columns = sorted(suite.columns | set(shown))
     for frame in _chunks(paths, columns):
         present = [t for t in tallies if set(_kw_columns(t.check)) <= set(frame.columns)]

@@ -1,0 +1,118 @@
+"""Great Expectations on the sample night: the suites hold on good data, and each kind of fault stops the night
+with the file, the expectation and the offending rows (card numbers masked); results land in the warehouse."""
+from __future__ import annotations
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from duizhang import quality
+from duizhang.quality import ExpectationFailed
+from formats.errors import Terminal
+from tests.quality.night import CHANNEL, T1
+
+
+def parsed_file(wd):
+    return next(wd.parsed(CHANNEL, T1).glob("IND*ACOMN.v1.parquet"))
+
+
+def set_row(path, line: int, **values):
+    """Rewrite one record of a Parquet file (by its `_line`), as a faulty parse or a tampered file would."""
+    t = pq.read_table(path)
+    hit = pc.equal(t["_line"], line)
+    for col, value in values.items():
+        i = t.schema.get_field_index(col)
+        t = t.set_column(i, col, pc.if_else(hit, pa.scalar(value, t.schema.field(col).type), t[col]))
+    pq.write_table(t, path)
+
+
+def validation(wd):
+    return wd.read_table("validation", CHANNEL, T1).to_pylist()
+
+
+def test_sample_night_passes_and_results_are_published(wd):
+    out = quality.validate(CHANNEL, T1, wd)
+    assert out["failed"] == 0
+    rows = validation(wd)
+    assert {r["dataset"] for r in rows} == {"unionpay.acomn", "ledger.journal", "recon_result"}
+    control = next(r for r in rows if r["description"] == "control total: count of detail records = flag")
+    assert control["success"] and control["file"] == "IND26112101ACOMN"
+    # The flag says 18: the 17 readable records and the quarantined one.
+    amounts = next(r for r in rows if r["dataset"] == "unionpay.acomn" and r["column"] == "amount_fen")
+    assert (amounts["element_count"], amounts["unexpected_count"]) == (17, 0)
+    keys = next(r for r in rows if r["dataset"] == "recon_result" and r["description"].startswith("key"))
+    assert keys["success"] and keys["element_count"] == 34
+    db = wd.refresh_views()
+    assert duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM validation_failures").fetchone() == (0,)
+
+
+def test_amount_out_of_range_names_file_expectation_and_line_with_masked_pan(wd):
+    set_row(parsed_file(wd), 5, amount_fen=0)
+    with pytest.raises(ExpectationFailed) as e:
+        quality.validate(CHANNEL, T1, wd)
+    msg = str(e.value)
+    assert isinstance(e.value, Terminal)
+    assert e.value.file == "IND26112101ACOMN" and e.value.expectation == "expect_column_values_to_be_between"
+    assert "amount_fen between 1 and" in msg and "line 5:" in msg and "amount_fen=0" in msg
+    pan = pq.read_table(parsed_file(wd)).filter(pc.equal(pq.read_table(parsed_file(wd))["_line"], 5))["pan"][0].as_py()
+    assert pan not in msg and f"{pan[:6]}{'*' * (len(pan) - 10)}{pan[-4:]}" in msg
+    # Published before stopping: the report and the analysts see the failure.
+    failed = [r for r in validation(wd) if not r["success"]]
+    assert [(r["column"], r["unexpected_count"]) for r in failed] == [("amount_fen", 1)]
+
+
+def test_unknown_code_fails_its_code_table(wd):
+    set_row(parsed_file(wd), 3, msg_type="0999")
+    with pytest.raises(ExpectationFailed, match=r"expect_column_values_to_be_in_set \(msg_type in its code table\)"):
+        quality.validate(CHANNEL, T1, wd)
+
+
+def test_control_total_disagreeing_with_the_flag_fails(wd):
+    with wd.control() as db:
+        db.execute("UPDATE files SET flag_records = 19")
+    with pytest.raises(ExpectationFailed) as e:
+        quality.validate(CHANNEL, T1, wd)
+    assert e.value.expectation == "expect_column_pair_values_to_be_equal"
+    assert "declared=19, computed=18" in str(e.value)
+
+
+def test_duplicate_journal_key_fails_uniqueness_in_the_ledger_extract(wd):
+    path = wd.ledger_extract(T1)
+    t = pq.read_table(path)
+    pq.write_table(pa.concat_tables([t, t.slice(2, 1)]), path)
+    with pytest.raises(ExpectationFailed) as e:
+        quality.validate(CHANNEL, T1, wd)
+    row = t.slice(2, 1).to_pylist()[0]
+    assert e.value.file == wd.ledger_extract(T1).name
+    assert f"journal_no={row['journal_no']}, seq_no={row['seq_no']}" in str(e.value) and "occurrences=2" in str(e.value)
+
+
+def test_a_card_number_in_clear_in_the_results_fails(wd):
+    path = wd.table_path("recon_result", CHANNEL, T1)
+    t = pq.read_table(path)
+    clear = pa.array(["6228480000000001234"] + t["account_masked"].to_pylist()[1:], pa.string())
+    pq.write_table(t.set_column(t.schema.get_field_index("account_masked"), "account_masked", clear), path)
+    with pytest.raises(ExpectationFailed, match="account_masked holds no card number in clear") as e:
+        quality.validate(CHANNEL, T1, wd)
+    assert "6228480000000001234" not in str(e.value) and "622848*********1234" in str(e.value)
+
+
+def test_chunks_bound_memory_and_still_find_a_fault_in_a_late_chunk(wd, monkeypatch):
+    monkeypatch.setattr(quality, "CHUNK_ROWS", 4)  # 17 records: five chunks
+    set_row(parsed_file(wd), 16, amount_fen=quality.MAX_AMOUNT_FEN + 1)
+    with pytest.raises(ExpectationFailed, match="line 16: ") as e:
+        quality.validate(CHANNEL, T1, wd)
+    amounts = next(r for r in validation(wd) if r["dataset"] == "unionpay.acomn" and r["column"] == "amount_fen")
+    assert (amounts["element_count"], amounts["unexpected_count"]) == (17, 1)
+    assert "expect_column_values_to_be_between" in str(e.value)
+
+
+def test_suite_comes_from_the_layout_declaration():
+    from formats.registry import get
+    suite = quality.layout_suite(get("unionpay.acomn"), T1)
+    words = [c.words for c in suite.rows]
+    assert "key stan present" in words and "msg_type in its code table" in words
+    assert suite.unique == ()  # a repeated UnionPay key is the DUPLICATE break, not a file fault
+    assert quality.layout_suite(get("ledger.journal"), T1).unique == ("journal_no", "seq_no")

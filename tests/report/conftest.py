@@ -1,0 +1,2 @@
+# The same sample-night fixtures as the quality tests.
+from tests.quality.conftest import built_night, wd  # noqa: F401
