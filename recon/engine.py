@@ -198,15 +198,18 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
                   || ' time(s) in the ledger; none of them is matched'
              WHEN c.outcome = 'AMOUNT_MISMATCH' THEN
                   (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal
-                        ELSE 'counterparty record ' || c.other_ref END)
-                  || ' has the same key, amount differs by ' || (c.cp_amount - c.lg_amount)
-                  || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
-                  || CASE WHEN c.cp_sign <> c.lg_sign THEN '; direction differs (counterparty '
+                        ELSE 'counterparty record ' || c.other_ref END) || ' has the same key'
+                  || CASE WHEN c.cp_amount <> c.lg_amount THEN ', amount differs by ' || (c.cp_amount - c.lg_amount)
+                          || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
+                          ELSE '' END
+                  || CASE WHEN c.cp_sign <> c.lg_sign THEN ', direction differs (counterparty '
                           || CASE c.cp_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ' of the customer, ledger '
                           || CASE c.lg_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ')' ELSE '' END
              WHEN c.outcome = 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says '
                   || c.cp_status || ' and the ledger says ' || c.lg_status
                   || ' (S succeeded, F failed, R reversed, P in transit)'
+                  || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
+                          || ', window ended)' ELSE '' END
              WHEN c.outcome = 'MATCHED' THEN CASE
                   WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
                   WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on '
