@@ -104,18 +104,9 @@ def answers(batch: InboundBatch, results: pa.Table, journal: pa.Table) -> duckdb
     """A DuckDB connection holding `answer`: every record of the batch (parsed or quarantined) in line order with
     its detail fields and `quarantined`, `outcome`, `status`, `reason_code`, `journal_no`, `acct_date`,
     `quarantine_field`, `reason`. Raises `BatchHeld` unless each has exactly one final outcome."""
-    con = duckdb.connect()
-    con.register("records", batch.records)
-    con.register("quarantine", batch.quarantine)
+    con = _lines(batch)
     con.register("results", results)
     con.register("journal", journal)
-    con.execute("""
-        CREATE TEMP TABLE lines AS
-        SELECT * EXCLUDE (_record, _field, _expected, _actual, _raw), true AS quarantined,
-               _field AS quarantine_field
-        FROM quarantine
-        UNION ALL BY NAME
-        SELECT *, false AS quarantined, NULL::VARCHAR AS quarantine_field FROM records""")
     con.execute("""
         CREATE TEMP TABLE res AS
         SELECT source_line, count(*) AS n, min(outcome) AS outcome, max(outcome) AS other_outcome,
@@ -149,6 +140,22 @@ def answers(batch: InboundBatch, results: pa.Table, journal: pa.Table) -> duckdb
         total = con.execute("SELECT count(*) FROM lines").fetchone()[0]
         con.close()
         raise BatchHeld(batch.file, problems, total)
+    return con
+
+
+def _lines(batch: InboundBatch) -> duckdb.DuckDBPyConnection:
+    """A connection holding `lines`: every record of the batch, parsed or quarantined, with `quarantined` and
+    `quarantine_field`."""
+    con = duckdb.connect()
+    con.register("records", batch.records)
+    con.register("quarantine", batch.quarantine)
+    con.execute("""
+        CREATE TEMP TABLE lines AS
+        SELECT * EXCLUDE (_record, _field, _expected, _actual, _raw), true AS quarantined,
+               _field AS quarantine_field
+        FROM quarantine
+        UNION ALL BY NAME
+        SELECT *, false AS quarantined, NULL::VARCHAR AS quarantine_field FROM records""")
     return con
 
 
@@ -340,15 +347,10 @@ def payroll_result(batch: InboundBatch, results: pa.Table, journal: pa.Table, da
     if batch.rejected:
         m = re.match(r"DF_(\w{10})_(\d{8})_(\d\d)\.", batch.file)
         _nothing_posted(batch.file, journal, "PAYROLL", "".join(m.groups()) if m else batch.file)
-        con = duckdb.connect()
+        con = _lines(batch)
         try:
-            con.register("records", batch.records)
-            con.register("quarantine", batch.quarantine)
-            details = con.sql(f"""
-                SELECT {fields}, ? AS result, ? AS fail_reason
-                FROM (SELECT * EXCLUDE (_record, _field, _expected, _actual, _raw) FROM quarantine
-                      UNION ALL BY NAME SELECT * FROM records)
-                ORDER BY _line""", params=[payroll.FAILURE, payroll.BATCH_CHECK_FAILED + batch.rejected]).to_arrow_table()
+            details = con.sql(f"SELECT {fields}, ? AS result, ? AS fail_reason FROM lines ORDER BY _line",
+                              params=[payroll.FAILURE, payroll.BATCH_CHECK_FAILED + batch.rejected]).to_arrow_table()
         finally:
             con.close()
     else:
