@@ -13,6 +13,7 @@ import datetime as dt
 import html
 import io
 import os
+import re
 import zipfile
 from decimal import Decimal
 from pathlib import Path
@@ -228,13 +229,18 @@ def write_workbook(data: dict, path: Path) -> Path:
 
 
 def _write_fixed_zip(data: bytes, path: Path, stamp: dt.datetime) -> None:
-    """Re-pack openpyxl's zip with every entry dated T (openpyxl stamps entries with the clock)."""
+    """Re-pack openpyxl's zip with every entry dated T: openpyxl stamps the entries and `dcterms:modified` with the
+    clock when it saves, whatever the workbook's properties say."""
     tmp = path.with_name(f".{path.name}.tmp")
     with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
+            content = src.read(info.filename)
+            if info.filename == "docProps/core.xml":
+                content = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + f"{stamp:%Y-%m-%dT%H:%M:%SZ}".encode(),
+                                 content)
             fixed = zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6])
             fixed.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(fixed, src.read(info.filename))
+            dst.writestr(fixed, content)
     os.replace(tmp, path)
 
 
@@ -325,8 +331,8 @@ def write_page(data: dict, path: Path) -> Path:
     summary = data["summary"]
     outcomes = [(ch, [(o, data["by_outcome"][ch][o], str(data["by_outcome"][ch][o])) for o in OUTCOMES
                       if data["by_outcome"][ch][o]]) for ch in data["channels"]]
-    money = [(s["channel"], [("AMOUNT_MISMATCH", s["breaks_fen"], yuan_text(s["breaks_fen"]))]) for s in summary]
-    ageing = [(a["bucket"], [("PENDING", a["items"], str(a["items"]))]) for a in data["ageing"]]
+    money = [(s["channel"], [("fen in breaks", s["breaks_fen"], yuan_text(s["breaks_fen"]))]) for s in summary]
+    ageing = [(a["bucket"], [("open items", a["items"], str(a["items"]))]) for a in data["ageing"]]
     legend = "".join(f'<span><i style="background:{COLOURS[o]}"></i>{o}</span>' for o in OUTCOMES)
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
