@@ -115,15 +115,18 @@ def answers(batch: InboundBatch, results: pa.Table, journal: pa.Table) -> duckdb
     con.execute("""
         CREATE TEMP TABLE answer AS
         SELECT l.*, coalesce(r.n, 0) AS n_outcomes, r.outcome, r.other_outcome, r.reason, r.matched_with,
-               j.status, j.reason_code, j.journal_no, j.acct_date
+               j.status, j.reason_code, j.journal_no, j.acct_date, count(*) OVER (PARTITION BY l._line) AS n_rows
         FROM lines l
         LEFT JOIN res r ON r.source_line = l._line
-        LEFT JOIN journal j ON r.outcome = 'MATCHED' AND j.journal_no || ':' || j.seq_no = r.matched_with
+        -- overlapping extracts may repeat a row: identical copies are one row, different ones hold the batch
+        LEFT JOIN (SELECT DISTINCT journal_no, seq_no, status, reason_code, acct_date FROM journal) j
+               ON r.outcome = 'MATCHED' AND j.journal_no || ':' || j.seq_no = r.matched_with
         ORDER BY l._line""")
     final = ", ".join(f"'{o}'" for o in FINAL)
     problems = con.sql(f"""
-        SELECT _line, coalesce(outcome, 'NO OUTCOME'),
-               CASE WHEN n_outcomes = 0 THEN 'no reconciliation result for this record'
+        SELECT DISTINCT _line, coalesce(outcome, 'NO OUTCOME'),
+               CASE WHEN n_rows > 1 THEN 'journal row ' || matched_with || ' is given twice with different contents'
+                    WHEN n_outcomes = 0 THEN 'no reconciliation result for this record'
                     WHEN n_outcomes > 1 THEN n_outcomes || ' results (' || outcome || ', ' || other_outcome
                                              || '): a record needs exactly one'
                     WHEN outcome NOT IN ({final}) THEN reason

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pytest
 
 from clearing.disputes import reply_disputes
+from clearing.entries import reversal_vouchers, suspense_vouchers
 from connectors.ledger import JOURNAL_SCHEMA
 from formats import registry
 from formats.flag import parse_flag, verify_file
@@ -152,3 +153,17 @@ def test_a_file_not_named_as_an_errn_is_refused(tmp_path, name):
     errn, acomn, journal, breaks = night()
     with pytest.raises(ValueError, match="ERRN"):
         reply_disputes(name, errn, SAMPLE.quarantine, acomn, journal, breaks, T, tmp_path)
+
+
+def test_the_break_an_accepted_cra_resolves_gets_its_suspense_reversed(tmp_path):
+    errn, acomn, journal, breaks = night()
+    resolved = reply_disputes(ERRN_FILE, errn, SAMPLE.quarantine, acomn, journal, breaks, T, tmp_path).resolved
+    posted = suspense_vouchers(breaks.filter(pa.compute.equal(breaks["business_date"], EARLIER)), "UNIONPAY_ACQ",
+                               "CUPS-CLR", EARLIER)
+    reversal = reversal_vouchers(resolved, "UNIONPAY_ACQ", "CUPS-CLR", T)
+    assert [(ln.voucher_no, ln.account_no, ln.dr_cr, ln.amount_fen) for ln in posted] == [
+        ("SUS-UNIONPAY_ACQ-20261121-1000071121081502", "SUSPENSE", "D", 12800),
+        ("SUS-UNIONPAY_ACQ-20261121-1000071121081502", "CUPS-CLR", "C", 12800)]
+    assert [(ln.voucher_no, ln.account_no, ln.dr_cr, ln.amount_fen) for ln in reversal] == [
+        ("REV-SUS-UNIONPAY_ACQ-20261121-1000071121081502", "CUPS-CLR", "D", 12800),
+        ("REV-SUS-UNIONPAY_ACQ-20261121-1000071121081502", "SUSPENSE", "C", 12800)]

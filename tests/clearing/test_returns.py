@@ -110,12 +110,23 @@ def test_record_with_no_result_two_results_or_a_missing_journal_row_holds_the_ba
     lines = cp["source_line"].to_pylist()
     no_line_2 = cp.filter(pa.compute.not_equal(cp["source_line"], 2))
     twice_3 = pa.concat_tables([cp, cp.filter(pa.compute.equal(cp["source_line"], 3))])
+    first = journal.slice(0, 1)
+    conflicting = pa.concat_tables([journal, pa.Table.from_pylist([first.to_pylist()[0] | {"status": "F"}],
+                                                                  schema=journal.schema)])
     for bad, journal_given, line in ((no_line_2, journal, 2), (twice_3, journal, 3),
-                                     (cp, journal.slice(1), lines[0])):
+                                     (cp, journal.slice(1), lines[0]), (cp, conflicting, lines[0])):
         with pytest.raises(BatchHeld) as held:
             build_return(batch, bad, journal_given, T, out)
         assert [p[0] for p in held.value.problems] == [line]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_journal_row_repeated_identically_by_overlapping_extracts_counts_once(tmp_path):
+    batch = read_batch("utility/dk", "ok_20261121.txt", UTILITY_NAME)
+    results, journal = night(batch, "utility", "UTILITY", utility_ref(batch), {3: ("F", "E001")})
+    once = build_return(batch, results, journal, T, tmp_path / "once")
+    twice = build_return(batch, results, pa.concat_tables([journal, journal]), T, tmp_path / "twice")
+    assert once.read_bytes() == twice.read_bytes()
 
 
 # --- housing fund -----------------------------------------------------------------------------------------------
