@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import threading
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from formats.result import Batch, ReadResult, Totals, empty_quarantine, quaranti
 BATCH_RECORDS = 32_768        # records parsed at a time: small enough that the buffers are reused, not re-faulted
 ROW_GROUP_ROWS = 262_144     # records per Parquet row group: fewer, larger groups than one per batch, small enough
                               # that encoding group k overlaps parsing group k+1
+WORKERS = min(2, os.cpu_count() or 1)  # parsing threads: this machine has 2 cores
 STATISTICS = ("_line",)       # columns with row-group min/max; statistics on every column cost a third of the write
 
 
@@ -111,63 +115,99 @@ def _dictionary_columns(sample: pa.Table) -> list[str]:
             if name != "_line" and pc.count_distinct(sample.column(name)).as_py() <= limit]
 
 
-def iter_batches(path: Path, layout: FileLayout, batch_records: int | None = None) -> Iterator[Batch]:
-    """Yield the file as batches of parsed records, each batch ending on a line end.
+def iter_batches(path: Path, layout: FileLayout, batch_records: int | None = None,
+                 workers: int | None = None) -> Iterator[Batch]:
+    """Yield the file as batches of parsed records, in file order, each batch ending on a line end.
 
-    One read buffer is reused for the whole file (fresh multi-MB allocations cost page faults on every batch);
-    every array a batch holds is its own copy, so the buffer is free again once the batch is built."""
-    line_len = layout.record_bytes + len(layout.line_end)
-    line_no = 0
-    buf = bytearray((batch_records or BATCH_RECORDS) * line_len)
-    carry = 0
+    The calling thread reads chunks; `workers` threads parse them (numpy, Arrow and the codec release the GIL,
+    so both cores work), and batches come out in file order whatever order they finish in. A few read buffers
+    are reused for the whole file (fresh multi-MB allocations cost page faults on every batch); every array a
+    batch holds is its own copy, so a buffer is free again once its batch is built."""
+    workers = workers or WORKERS
+    free: queue.Queue = queue.Queue()
+    for _ in range(workers + 2):  # being read, being parsed by each worker, one parsed and waiting
+        free.put(bytearray((batch_records or BATCH_RECORDS) * (layout.record_bytes + len(layout.line_end))))
+
+    def parse(buf: bytearray, size: int, first_line: int) -> Batch:
+        try:
+            batch = _parse_chunk(memoryview(buf)[:size], layout, first_line, path.name)
+        except BaseException:
+            buf = bytearray(len(buf))  # the traceback still views the old one: it must not be refilled
+            raise
+        finally:
+            free.put(buf)
+        return batch
+
+    with ThreadPoolExecutor(workers, thread_name_prefix=f"parse:{path.name}") as pool:
+        pending: deque = deque()
+        try:
+            line_no = 0
+            for buf, size in _chunks(path, layout, free):
+                lines = _frame(memoryview(buf)[:size], layout)[1]
+                pending.append(pool.submit(parse, buf, size, line_no))
+                line_no += lines
+                while len(pending) > workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+
+def _chunks(path: Path, layout: FileLayout, free: queue.Queue) -> Iterator[tuple[bytearray, int]]:
+    """The file as (buffer, size) chunks, each ending on a line end (the last one: where the file ends), each in
+    a buffer taken from `free`. The bytes after a chunk's last line end start the next buffer."""
+    end = layout.line_end
+    carry = b""
     with open(path, "rb") as f:
         while True:
+            buf = free.get()
+            if len(buf) <= len(carry):  # the previous buffer was grown for a very long line
+                buf.extend(bytes(len(carry)))
+            buf[: len(carry)] = carry
             with memoryview(buf) as view:
-                got = f.readinto(view[carry:])
-            total = carry + got
+                got = f.readinto(view[len(carry):])
+            total = len(carry) + got
+            while total == len(buf) and buf.rfind(end, 0, total) < 0:
+                buf.extend(bytes(len(buf)))  # one line longer than the buffer: grow it and read on
+                with memoryview(buf) as view:
+                    total += f.readinto(view[total:])
             if not total:
-                break
-            if total < len(buf):
-                # End of file: the rest, whether or not it ends with a line end.
-                batch = _parse_chunk(bytes(buf[:total]), layout, line_no, path.name)
-                line_no += batch.lines
-                yield batch
-                carry = 0
+                free.put(buf)
+                return
+            if total < len(buf):  # end of file: the rest, whether or not it ends with a line end
+                yield buf, total
+                carry = b""
                 continue
-            cut = buf.rfind(layout.line_end, 0, total)
-            if cut < 0:  # one line longer than the buffer: grow it and read on
-                buf.extend(bytes(len(buf)))
-                carry = total
-                continue
-            cut += len(layout.line_end)
-            with memoryview(buf) as view:
-                batch = _parse_chunk(view[:cut], layout, line_no, path.name)
-            line_no += batch.lines
-            yield batch
-            buf[: total - cut] = buf[cut:total]
-            carry = total - cut
+            cut = buf.rfind(end, 0, total) + len(end)
+            carry = bytes(buf[cut:total])
+            yield buf, cut
 
 
-def _parse_chunk(data, layout: FileLayout, first_line: int, file_name: str) -> Batch:
-    end = layout.line_end
-    width = layout.record_bytes
-    line_len = width + len(end)
-    n_full, tail = divmod(len(data), line_len)
-    fast = False
+def _frame(data, layout: FileLayout) -> tuple[np.ndarray | None, int]:
+    """A chunk as an (n, record_bytes) matrix when every line has the record's length (the fast path), else
+    None; and the chunk's number of lines, counted as `_split_lines` counts them."""
+    end, width = layout.line_end, layout.record_bytes
+    n_full, tail = divmod(len(data), width + len(end))
     if tail in (0, width):
         n = n_full + (1 if tail else 0)
         padded = bytes(data) + end if tail else data
-        mat = np.frombuffer(padded, dtype=np.uint8).reshape(n, line_len)
-        ends = mat[:, width:]
-        fast = bool((ends.min(axis=0) == np.frombuffer(end, dtype=np.uint8)).all()
-                    and (ends.max(axis=0) == np.frombuffer(end, dtype=np.uint8)).all()) if n else True
-    if fast:
-        lines_total = n
-        mat = mat[:, :width]
-        line_numbers = np.arange(first_line + 1, first_line + n + 1, dtype=np.int64)
+        mat = np.frombuffer(padded, dtype=np.uint8).reshape(n, width + len(end))
+        # One column per line-end byte (a 2-D reduction over a 2-byte-wide slice is slow in numpy).
+        if all((mat[:, width + k] == byte).all() for k, byte in enumerate(end)):
+            return mat[:, :width], n
+    raw = bytes(data)
+    return None, raw.count(end) + (0 if raw.endswith(end) or not raw else 1)
+
+
+def _parse_chunk(data, layout: FileLayout, first_line: int, file_name: str) -> Batch:
+    width = layout.record_bytes
+    mat, lines_total = _frame(data, layout)
+    if mat is not None:
+        line_numbers = np.arange(first_line + 1, first_line + lines_total + 1, dtype=np.int64)
         bad_lines: list[tuple[int, bytes, str]] = []
     else:
-        mat, line_numbers, bad_lines, lines_total = _split_lines(bytes(data), layout, first_line, file_name)
+        mat, line_numbers, bad_lines = _split_lines(bytes(data), layout, first_line, file_name)
 
     parts: dict[str, list[pa.Table]] = {}
     quarantine = [quarantine_table(layout, [(ln, raw, "?", "record", f"a record of {width} bytes", why)
@@ -216,7 +256,7 @@ def _split_lines(data: bytes, layout: FileLayout, first_line: int, file_name: st
             _refuse_other_encoding(line, layout, file_name, i)
             bad.append((i, line, f"{len(line)} bytes"))
     mat = np.frombuffer(b"".join(good), dtype=np.uint8).reshape(len(good), layout.record_bytes)
-    return mat, np.array(numbers, dtype=np.int64), bad, len(lines)
+    return mat, np.array(numbers, dtype=np.int64), bad
 
 
 def _refuse_other_encoding(line: bytes, layout: FileLayout, file_name: str, line_no: int) -> None:
@@ -370,18 +410,31 @@ def _fast_field(mat: np.ndarray, a: int, b: int, fmin: np.ndarray, fmax: np.ndar
     return ftype.parse(text)
 
 
-def _refuse_utf8(raw: bytes, encoding: str, file_name: str, line: int | None) -> None:
+_CJK = re.compile("[\u4e00-\u9fff]")
+
+
+def _refuse_utf8(raws: list[bytes], rows: np.ndarray, encoding: str, file_name: str,
+                 lines: np.ndarray | None) -> None:
     """Chinese text that is valid UTF-8 in a GBK file was written in UTF-8 (padded to the right byte count, so
     the line length does not show it): reject the file rather than load garbled names. Genuine GBK text is
-    practically never valid UTF-8 holding CJK ideographs."""
+    practically never valid UTF-8 holding CJK ideographs. `raws` are the non-ASCII rows (`rows` their indexes)."""
     if encoding.lower() not in ("gbk", "gb18030", "gb2312"):
         return
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
+    # One lenient decode of all rows: a row that decodes strictly is one with no U+FFFD in its part (or, if it
+    # has one, one whose own strict decode succeeds). The line feed between rows is never part of a bad sequence.
+    as_utf8 = b"\n".join(raws).decode("utf-8", "replace")
+    if not _CJK.search(as_utf8):
         return
-    if any("\u4e00" <= ch <= "\u9fff" for ch in text):
-        raise EncodingError(file_name, "Chinese text is encoded in UTF-8", line=line, expected=encoding.upper(),
+    for k, part in enumerate(as_utf8.split("\n")):
+        if not _CJK.search(part):
+            continue
+        if "\ufffd" in part:
+            try:
+                raws[k].decode("utf-8")
+            except UnicodeDecodeError:
+                continue
+        raise EncodingError(file_name, "Chinese text is encoded in UTF-8",
+                            line=None if lines is None else int(lines[rows[k]]), expected=encoding.upper(),
                             found="UTF-8")
 
 
@@ -389,11 +442,15 @@ def _decode_text(sub: np.ndarray, encoding: str, file_name: str,
                  lines: np.ndarray | None = None) -> tuple[pa.Array, np.ndarray]:
     """Bytes of one text field for every row -> right-trimmed strings, and rows that would not decode.
 
-    Rows of printable ASCII go straight to Arrow; only rows holding bytes >= 0x80 go through the codec."""
+    Rows of printable ASCII go straight to Arrow; only rows holding bytes >= 0x80 go through the codec, all in
+    one call (joined by a line feed, a byte no text row holds and no multi-byte character can absorb)."""
     n, w = sub.shape
     rows_of = _field_bytes(sub, 0, w).reshape(n, w)
-    undecodable = ((rows_of < SPACE) | (rows_of == 0x7F)).any(axis=1)  # control bytes are never text
-    high = (rows_of >= 0x80).any(axis=1)
+    lowest, highest = rows_of.min(axis=1), rows_of.max(axis=1)
+    undecodable = (lowest < SPACE) | (highest == 0x7F)  # control bytes are never text
+    high = highest >= 0x80
+    if high.any():  # DEL among non-ASCII bytes (the row maximum shows it only in ASCII rows)
+        undecodable[high] |= (rows_of[high] == 0x7F).any(axis=1)
     special = high | undecodable
     ascii_rows = rows_of.copy() if special.any() else rows_of
     ascii_rows[special] = SPACE
@@ -401,21 +458,36 @@ def _decode_text(sub: np.ndarray, encoding: str, file_name: str,
     rows = np.flatnonzero(high & ~undecodable)
     if not len(rows):
         return text, undecodable
-    decoded = []
-    for i in rows:  # only rows with non-ASCII bytes: the codec, one row at a time
-        raw = rows_of[i].tobytes()
-        _refuse_utf8(raw, encoding, file_name, None if lines is None else int(lines[i]))
-        try:
-            decoded.append(raw.decode(encoding).rstrip(" "))
-        except UnicodeDecodeError:
-            decoded.append("")
-            undecodable[i] = True
+    raws = rows_of[rows].view(f"S{w}")[:, 0].tolist()  # no NUL bytes here, so the S type keeps every byte
+    _refuse_utf8(raws, rows, encoding, file_name, lines)
+    decoded = _decode_rows(raws, encoding)
+    for k, value in enumerate(decoded):
+        if value is None:
+            decoded[k] = ""
+            undecodable[rows[k]] = True
     if len(rows) == n > 1 and undecodable.all():
         raise EncodingError(file_name, f"no record's text decodes as {encoding}", expected=encoding,
                             found="undecodable bytes")
     mask = np.zeros(n, dtype=bool)
     mask[rows] = True
     return pc.replace_with_mask(text, pa.array(mask), pa.array(decoded, pa.string())), undecodable
+
+
+def _decode_rows(raws: list[bytes], encoding: str) -> list[str | None]:
+    """Each row decoded and right-trimmed of ASCII spaces; None for a row that does not decode."""
+    try:
+        decoded = b"\n".join(raws).decode(encoding).split("\n")
+        if len(decoded) == len(raws):
+            return [v.rstrip(" ") for v in decoded]
+    except UnicodeDecodeError:
+        pass
+    out: list[str | None] = []
+    for raw in raws:  # some row is undecodable: find which, one at a time
+        try:
+            out.append(raw.decode(encoding).rstrip(" "))
+        except UnicodeDecodeError:
+            out.append(None)
+    return out
 
 
 def _empty(layout: FileLayout) -> pa.Table:
