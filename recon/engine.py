@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -38,12 +39,12 @@ class ConservationError(Terminal):
 
 @dataclass(frozen=True)
 class Inputs:
-    """What enters reconciliation for one channel and date, as DuckDB-readable relations (Arrow or Parquet)."""
+    """What enters reconciliation for one channel and date: Arrow tables or Parquet file paths."""
 
-    counterparty: pa.Table          # parsed detail records with `_file` and `_line`
-    quarantine: pa.Table            # quarantined records: `_file`, `_line`, `_field`, `_expected`, `_actual`, amount
-    ledger: pa.Table                # journal rows (any channel; the rule's channel is selected)
-    carried: pa.Table | None        # results of T-1 (any outcome; PENDING ones are carried)
+    counterparty: pa.Table | Path   # parsed detail records with `_file` and `_line`
+    quarantine: pa.Table | Path     # quarantined records: `_file`, `_line`, `_field`, `_expected`, `_actual`, amount
+    ledger: pa.Table | Path         # journal rows (any channel; the rule's channel is selected)
+    carried: pa.Table | Path | None  # results of the previous business date (PENDING ones are carried)
 
 
 def _mask(col: str) -> str:
@@ -53,16 +54,38 @@ def _mask(col: str) -> str:
 
 def reconcile(rule: MatchRule, business_date: dt.date, inputs: Inputs, hash_key: str) -> pa.Table:
     """Classify every item of `inputs` for `rule` and date; return the `recon_result` rows (Arrow)."""
-    con = duckdb.connect()
+    con = _connect(inputs, hash_key)
     try:
-        con.register("cp_raw", inputs.counterparty)
-        con.register("cp_quarantine", inputs.quarantine)
-        con.register("ledger_raw", inputs.ledger)
-        con.register("prev", inputs.carried if inputs.carried is not None else _empty_results())
-        con.execute("SET VARIABLE hash_key = ?", [hash_key])
         return con.sql(compile_rule(rule, business_date)).to_arrow_table()
     finally:
         con.close()
+
+
+def reconcile_to_parquet(rule: MatchRule, business_date: dt.date, inputs: Inputs, hash_key: str, out: Path) -> int:
+    """As `reconcile`, streamed by DuckDB into the zstd Parquet file `out` (for volumes that should not sit in
+    Python memory); returns the number of result rows."""
+    con = _connect(inputs, hash_key)
+    try:
+        con.execute("SET preserve_insertion_order = false")
+        con.execute(f"COPY ({compile_rule(rule, business_date)}) TO '{Path(out).as_posix()}' "
+                    "(FORMAT parquet, COMPRESSION zstd)")
+        return con.execute(f"SELECT count(*) FROM read_parquet('{Path(out).as_posix()}')").fetchone()[0]
+    finally:
+        con.close()
+
+
+def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
+    """A connection with the inputs as `cp_raw`, `cp_quarantine`, `ledger_raw`, `prev` (Arrow or Parquet paths)."""
+    con = duckdb.connect()
+    carried = inputs.carried if inputs.carried is not None else _empty_results()
+    for name, data in (("cp_raw", inputs.counterparty), ("cp_quarantine", inputs.quarantine),
+                       ("ledger_raw", inputs.ledger), ("prev", carried)):
+        if isinstance(data, (str, Path)):
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{Path(data).as_posix()}')")
+        else:
+            con.register(name, data)
+    con.execute("SET VARIABLE hash_key = ?", [hash_key])
+    return con
 
 
 def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
@@ -102,13 +125,15 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
                account_hash
         FROM prev WHERE outcome = 'PENDING' AND business_date < DATE '{t}'
     ),
-    flagged AS (
+    superseded AS (
         -- a carried in-transit item whose key arrives again today on its side is closed by today's record
-        SELECT k.*, s.record_ref AS superseded_by
-        FROM keyed k
-        LEFT JOIN (SELECT side, match_ref, min(record_ref) AS record_ref FROM keyed WHERE NOT carried
-                   GROUP BY ALL) s
-          ON k.carried AND k.status = 'P' AND s.side = k.side AND s.match_ref = k.match_ref
+        SELECT k.record_ref, min(t.record_ref) AS superseded_by
+        FROM (SELECT side, match_ref, record_ref FROM keyed WHERE carried AND status = 'P') k
+        JOIN keyed t ON t.side = k.side AND t.match_ref = k.match_ref AND NOT t.carried
+        GROUP BY k.record_ref
+    ),
+    flagged AS (
+        SELECT k.*, s.superseded_by FROM keyed k LEFT JOIN superseded s USING (record_ref)
     ),
     groups AS (
         SELECT match_ref,
