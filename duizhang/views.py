@@ -79,9 +79,8 @@ TABLES = {
         ("name", "VARCHAR", "file name"), ("version", "BIGINT", "1, 2, ... for each content received"),
         ("md5", "VARCHAR", "MD5 of the content"), ("size", "BIGINT", "bytes"),
         ("flag_records", "BIGINT", "record count declared by the flag file"),
-        ("status", "VARCHAR", "received, parsed, rejected or released"),
-        ("detail", "VARCHAR", "the parse summary or the rejection reason"),
-        ("received_at", "VARCHAR", "when it was registered"))),
+        ("status", "VARCHAR", "received (a released correction too), parsed or rejected"),
+        ("detail", "VARCHAR", "the parse summary or the rejection reason"))),
 }
 
 _BREAK_OUTCOMES = "('AMOUNT_MISMATCH', 'STATUS_MISMATCH', 'COUNTERPARTY_ONLY', 'LEDGER_ONLY', 'DUPLICATE')"
