@@ -14,8 +14,8 @@ T1, T2 = dt.date(2026, 11, 21), dt.date(2026, 11, 22)
 CHANNEL = "unionpay_acq"
 
 
-def run_night(wd: Workdir, date: dt.date) -> dict:
-    return pipeline.run(CHANNEL, date, str(NIGHTS / CHANNEL), str(NIGHTS / "ledger"), wd)
+def run_night(wd: Workdir, date: dt.date, source: Path = NIGHTS / CHANNEL) -> dict:
+    return pipeline.run(CHANNEL, date, str(source), str(NIGHTS / "ledger"), wd)
 
 
 def build(root: Path, dates=(T1,)) -> Path:

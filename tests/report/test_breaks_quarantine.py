@@ -1,6 +1,7 @@
 """Following breaks to their end, and the quarantine an operator works with (list, release into the next run)."""
 from __future__ import annotations
 
+import shutil
 import sqlite3
 
 import duckdb
@@ -88,3 +89,30 @@ def test_a_release_that_would_be_rejected_again_is_refused(wd, tmp_path):
     wrong.write_bytes(ACOMN.read_bytes())
     with pytest.raises(Terminal, match="not a unionpay_acq file name for 2026-11-21"):
         quarantine.release(wd, wrong, CHANNEL, T1)
+
+
+def test_a_rejected_file_shows_where_the_operator_looks_and_a_release_lets_the_night_through(tmp_path):
+    from duizhang import pipeline, report
+    from duizhang.workdir import Workdir
+    from formats.errors import FlagMismatch
+    source = tmp_path / "source"
+    shutil.copytree(NIGHTS / CHANNEL, source)
+    flag = source / "outbox" / "20261121" / (ACOMN.name + ".ok")
+    bad = flag.read_bytes().replace(b"|18|", b"|19|")  # CUPS's flag disagrees with its file
+    flag.write_bytes(bad)
+    wd = Workdir(tmp_path / "work")
+    with pytest.raises(FlagMismatch):
+        run_night(wd, T1, source)
+    [rejected] = quarantine.rejected_files(wd, CHANNEL, T1)
+    assert rejected["name"] == ACOMN.name and "expected 19, found 18" in rejected["detail"]
+    numbers = report.gather(wd, T1)
+    assert numbers["summary"][0]["rejected_files"] == 1 and numbers["rejected"][0]["name"] == ACOMN.name
+    # CUPS sends a corrected file (its unreadable amount fixed too); the operator releases it with no flag (the
+    # bank writes one): the next parse reads version 2 and the night goes through.
+    fixed = tmp_path / "fixed" / ACOMN.name
+    fixed.parent.mkdir()
+    fixed.write_bytes(ACOMN.read_bytes().replace(b"00000O002500", b"000000002500"))
+    assert quarantine.release(wd, fixed, CHANNEL, T1, by="zhao.ops")["version"] == 2
+    manifest = pipeline.parse(CHANNEL, T1, wd)
+    assert [(f["version"], f["records"], f["quarantined"]) for f in manifest["files"]] == [(2, 18, 0)]
+    assert quarantine.rejected_files(wd, CHANNEL, T1)[0]["version"] == 1  # v1 stays rejected, in the history
