@@ -15,6 +15,7 @@ work on DuckDB 2.0), created once per process: importing GX costs seconds, a val
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -148,7 +149,9 @@ def results_suite(date: dt.date) -> Suite:
             column="side", value_set=["counterparty", "ledger"])),
         Check("outcome is one of the eight", gxe.ExpectColumnValuesToBeInSet(
             column="outcome", value_set=[o.value for o in Outcome])),
-        Check("status is S, F or R", gxe.ExpectColumnValuesToBeInSet(column="status", value_set=["S", "F", "R"])),
+        # The engine's normalised statuses: S moved, F failed, R reversed, P in process (CNAPS2 PR05, in transit).
+        Check("status is S, F, R or P", gxe.ExpectColumnValuesToBeInSet(column="status",
+                                                                       value_set=["S", "F", "R", "P"])),
         Check(f"amount_fen between 0 and {MAX_AMOUNT_FEN} fen", gxe.ExpectColumnValuesToBeBetween(
             column="amount_fen", min_value=0, max_value=MAX_AMOUNT_FEN)),
         Check(f"business_date is {date}", gxe.ExpectColumnValuesToBeBetween(
@@ -216,10 +219,13 @@ def _batch_definition():
 
 
 def _run(frame, expectations: list) -> list:
+    """The results of `expectations` on `frame`, in the order given (GX orders a suite's results its own way)."""
     import great_expectations as gx
-    suite = gx.ExpectationSuite(name="chunk", expectations=[e.copy() for e in expectations])
+    tagged = [e.copy(update={"meta": {"position": i}}) for i, e in enumerate(expectations)]
+    suite = gx.ExpectationSuite(name="chunk", expectations=tagged)
     batch = _batch_definition().get_batch(batch_parameters={"dataframe": frame})
-    return batch.validate(suite, result_format="COMPLETE").results
+    results = batch.validate(suite, result_format="COMPLETE").results
+    return sorted(results, key=lambda r: r.expectation_config.meta["position"])
 
 
 def mask(value: object) -> str:
@@ -344,8 +350,12 @@ def validate(channel: str, date: dt.date, wd: Workdir) -> dict:
             "SELECT * FROM files WHERE channel=? AND business_date=?", (channel, date.isoformat()))}
     rows: list[dict] = []
     for f in manifest["files"]:
-        layout = get_layout(f.get("layout") or CHANNEL_FILES[channel].layout)
-        suite = layout_suite(layout, date)
+        kind, _ = CHANNEL_FILES[channel].kind_matching(f["name"], date)
+        layout = get_layout(kind.layout)
+        rules = RULES.get(layout.name, Rules())
+        if kind.amount_field not in rules.positive and rules.positive:  # the amount reconciled must be > 0
+            rules = dataclasses.replace(rules, positive=(*rules.positive, kind.amount_field))
+        suite = layout_suite(layout, date, rules)
         file_row = registry.get((f["name"], f["version"]))
         if file_row:
             suite.controls = _control_sql(layout, _declared_totals(layout, file_row))

@@ -91,14 +91,17 @@ def release(wd: Workdir, corrected: Path, channel: str, date: dt.date, *, by: st
     if not corrected.is_file():
         raise Terminal(f"{corrected}: no such file")
     spec = CHANNEL_FILES[channel]
-    if not spec.matcher(date).match(corrected.name.removesuffix(".gz")):
-        raise Terminal(f"{corrected.name}: not a {channel} file name for {date} (expected {spec.matcher(date).pattern})")
+    try:
+        kind, _ = spec.kind_matching(corrected.name, date)
+    except KeyError:
+        raise Terminal(f"{corrected.name}: not a {channel} file name for {date} (expected "
+                       f"{spec.matcher(date).pattern})") from None
     flag_path = corrected.with_name(corrected.name + ".ok")
     flag = parse_flag(flag_path.read_bytes(), flag_path.name) if flag_path.exists() else None
     if flag:
         verify_file(corrected, flag)
     try:
-        result = registry.read(corrected, spec.layout, flag)
+        result = registry.read(corrected, kind.layout, flag)
     except FileRejected as e:
         raise Terminal(f"{corrected.name} is not released: it would be rejected again: {e}") from e
     if result.quarantined:
