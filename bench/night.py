@@ -1,0 +1,187 @@
+"""A UnionPay night at scale through the whole chain, stage by stage: time, records per second, peak memory.
+
+    python bench/night.py [--records 10000000] [--via sftp|dir] [--plain] [--data DIR] [--workdir DIR]
+
+Generates (once per size, cached in --data) a CUPS ACOMN file of N records for T = 2026-11-21 and the core
+journal extract that goes with it (every approved record posted; one in a thousand posted with an amount one fen
+off, one in a thousand never posted, one in a thousand journal rows without a CUPS record), serves the file from
+the embedded SFTP server (`--via sftp`, gzip-compressed as the specs allow unless `--plain`) or a local
+directory laid out the same way (`--via dir`), then runs fetch, parse, validate (when present), load_ledger,
+match, clear and report, each in its own process as an Airflow task would, and prints per stage the seconds,
+records per second and peak resident memory. The targets (issue 9): 10 million records end to end in at most
+3 minutes and 3 GB.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gzip
+import hashlib
+import multiprocessing as mp
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import duckdb  # noqa: E402
+
+from formats import registry  # noqa: E402
+from formats.flag import Flag, write_flag  # noqa: E402
+
+T = dt.date(2026, 11, 21)
+CHANNEL = "unionpay_acq"
+
+
+def generate(records: int, data: Path, *, gzipped: bool) -> Path:
+    """The counterparty account (`outbox/YYYYMMDD/`) and the ledger folder of a night of `records` records."""
+    import gen_acomn
+    night = data / f"night_{records}"
+    account, ledger = night / "account", night / "ledger"
+    acomn_dir = account / "outbox" / f"{T:%Y%m%d}"
+    acomn = acomn_dir / f"IND{T:%y%m%d}01ACOMN"
+    journal = ledger / f"CORE_JOURNAL_{T:%Y%m%d}.csv"
+    if not acomn.with_name(acomn.name + ".ok").exists():
+        print(f"generating {records:,} ACOMN records in {acomn_dir}", flush=True)
+        gen_acomn.generate(records, acomn_dir, T)
+    if gzipped and not (gz := acomn.with_name(acomn.name + ".gz.ok")).exists():
+        _gzip_with_flag(acomn, records)
+    if not journal.with_name(journal.name + ".ok").exists():
+        print(f"deriving the core journal in {ledger}", flush=True)
+        ledger.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=night) as tmp:
+            parsed = Path(tmp) / "acomn.parquet"
+            registry.read_to_parquet(acomn, "unionpay.acomn", parsed)
+            rows = _derive_journal(parsed, journal)
+        write_flag(journal, rows)
+    served = night / ("served_gz" if gzipped else "served_plain")
+    if not served.exists():   # the account as the counterparty exposes it: the plain file or only its .gz
+        target = served / "outbox" / f"{T:%Y%m%d}"
+        target.mkdir(parents=True)
+        names = [acomn.name + ".gz", acomn.name + ".gz.ok"] if gzipped else [acomn.name, acomn.name + ".ok"]
+        for name in names:
+            (target / name).hardlink_to(acomn_dir / name)
+    return night
+
+
+def _gzip_with_flag(acomn: Path, records: int) -> None:
+    gz = acomn.with_name(acomn.name + ".gz")
+    tmp = gz.with_name(gz.name + ".tmp")
+    with open(acomn, "rb") as src, gzip.open(tmp, "wb", compresslevel=1) as out:
+        shutil.copyfileobj(src, out, 1 << 22)
+    tmp.replace(gz)
+    md5 = hashlib.md5()
+    with open(gz, "rb") as f:
+        while chunk := f.read(1 << 22):
+            md5.update(chunk)
+    gz.with_name(gz.name + ".ok").write_bytes(Flag(gz.name, gz.stat().st_size, records, md5.hexdigest()).render())
+
+
+def _derive_journal(acomn_parquet: Path, journal: Path) -> int:
+    """The bank's side of the night, in the CSV extract format of specs/ledger.md (DuckDB writes it)."""
+    year = T.year
+    query = f"""
+        WITH a AS (SELECT *, row_number() OVER (ORDER BY _line) AS n FROM read_parquet('{acomn_parquet}')
+                   WHERE resp_code = '00')
+        SELECT DATE '{T}' AS acct_date, lpad(CAST(n AS VARCHAR), 20, '0') AS journal_no, 1 AS seq_no,
+               'UNIONPAY_ACQ' AS channel, stan || txn_time AS channel_ref, NULL AS batch_no,
+               strptime('{year}' || txn_time, '%Y%m%d%H%M%S') AS txn_time, pan AS account_no,
+               'CARDHOLDER' AS account_name, CASE WHEN proc_code = '200000' THEN 'C' ELSE 'D' END AS dr_cr,
+               amount_fen + CASE WHEN n % 1000 = 3 THEN 1 ELSE 0 END AS amount_fen, 'CNY' AS currency,
+               'S' AS status, NULL AS reason_code, NULL AS reversal_of, 'POS' AS memo
+        FROM a WHERE n % 1000 <> 5
+        UNION ALL
+        SELECT DATE '{T}', 'L' || lpad(CAST(n AS VARCHAR), 19, '0'), 1, 'UNIONPAY_ACQ', 'X' || stan || txn_time,
+               NULL, strptime('{year}' || txn_time, '%Y%m%d%H%M%S'), pan, 'CARDHOLDER', 'D', amount_fen, 'CNY',
+               'S', NULL, NULL, 'POS'
+        FROM a WHERE n % 1000 = 7
+    """
+    duckdb.execute(f"COPY ({query}) TO '{journal}' (FORMAT csv, HEADER, DELIMITER ',')")
+    return duckdb.execute(f"SELECT count(*) FROM read_csv('{journal}')").fetchone()[0]
+
+
+def _stage(name: str, fn, args, out) -> None:
+    """Run one stage in this (forked) process; send back seconds, peak RSS and a short result."""
+    start = time.perf_counter()
+    try:
+        result = fn(*args)
+        error = None
+    except Exception as e:   # reported, and the night stops, as the scheduler would
+        result, error = None, f"{type(e).__name__}: {e}"
+    seconds = time.perf_counter() - start
+    out.send((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, error, _brief(name, result)))
+
+
+def _brief(name: str, result) -> str:
+    if name == "match" and result:
+        return ", ".join(f"{side} {c['records']:,}" for side, c in result["conservation"].items())
+    if name == "report" and result:
+        return ", ".join(f"{o['side'][:2]} {o['outcome']} {o['records']:,}" for o in result["outcomes"])
+    return ""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=10_000_000)
+    parser.add_argument("--via", choices=("sftp", "dir"), default="sftp")
+    parser.add_argument("--plain", action="store_true", help="serve the uncompressed file (default: .gz)")
+    parser.add_argument("--data", type=Path, default=ROOT / "var" / "bench")
+    parser.add_argument("--workdir", type=Path, help="default: a fresh folder under --data")
+    args = parser.parse_args()
+
+    from connectors.sftp_server import EmbeddedSftpServer
+    from duizhang import pipeline
+    from duizhang.workdir import Workdir
+
+    night = generate(args.records, args.data, gzipped=not args.plain)
+    served = night / ("served_plain" if args.plain else "served_gz")
+    workdir = args.workdir or args.data / f"work_{args.records}_{args.via}{'_plain' if args.plain else ''}"
+    shutil.rmtree(workdir, ignore_errors=True)
+    wd = Workdir(workdir)
+    ledger = str(night / "ledger")
+
+    server = EmbeddedSftpServer(served) if args.via == "sftp" else None
+    if server:
+        server.start()
+    source = server.endpoint() if server else str(served)
+    try:
+        stages = [("fetch", pipeline.fetch, (CHANNEL, T, source, wd)),
+                  ("parse", pipeline.parse, (CHANNEL, T, wd))]
+        if hasattr(pipeline, "validate"):
+            stages.append(("validate", pipeline.validate, (CHANNEL, T, wd)))
+        stages += [("load_ledger", pipeline.load_ledger, (T, ledger, wd)),
+                   ("match", pipeline.match, (CHANNEL, T, wd)),
+                   ("clear", pipeline.clear, (CHANNEL, T, wd)),
+                   ("report", pipeline.report, (CHANNEL, T, wd))]
+        print(f"\nUnionPay night, {args.records:,} ACOMN records, via {args.via}"
+              f"{' (gzip)' if not args.plain else ''}, workdir {workdir}")
+        print(f"{'stage':<12}{'seconds':>9}{'records/s':>14}{'peak MB':>10}  result")
+        total, peak = 0.0, 0
+        ctx = mp.get_context("fork")
+        for name, fn, stage_args in stages:
+            receive, send = ctx.Pipe(duplex=False)
+            process = ctx.Process(target=_stage, args=(name, fn, stage_args, send))
+            process.start()
+            seconds, rss, error, brief = receive.recv()
+            process.join()
+            total += seconds
+            peak = max(peak, rss)
+            print(f"{name:<12}{seconds:>9.1f}{args.records / seconds:>14,.0f}{rss / 2**20:>10,.0f}  "
+                  f"{error or brief}", flush=True)
+            if error:
+                return 1
+        print(f"{'total':<12}{total:>9.1f}{args.records / total:>14,.0f}{peak / 2**20:>10,.0f}  "
+              f"(targets for 10M: 180 s, 3,072 MB)")
+    finally:
+        if server:
+            server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
