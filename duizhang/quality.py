@@ -306,11 +306,14 @@ def run_suite(suite: Suite, dataset: str, file: str, paths: list[Path], key: tup
             dup = con.sql(f"SELECT {cols}, {line}CAST(count(*) AS BIGINT) AS occurrences FROM detail GROUP BY ALL "
                           f"HAVING count(*) > 1 ORDER BY occurrences DESC, {cols} LIMIT 1000").df()
             total = con.execute("SELECT count(*) FROM detail").fetchone()[0]
+            repeated = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM detail GROUP BY {cols} "
+                                   "HAVING count(*) > 1)").fetchone()[0]  # all of them, not only the 1000 shown
             check = Check(f"key ({cols}) unique", gxe.ExpectColumnValuesToBeBetween(column="occurrences",
                                                                                    max_value=1))
             tally = _Tally(check, [*suite.unique, "occurrences"])
             tally.add(_run(dup, [check.expectation])[0], dup)
-            rows.append(tally.row(dataset, file) | {"element_count": int(total), "column": cols})
+            rows.append(tally.row(dataset, file) | {"element_count": int(total), "column": cols,
+                                                    "unexpected_count": int(repeated)})
         if suite.controls:
             totals = pd.DataFrame([{"control": w, "declared": int(d), "computed": int(con.execute(
                 f"SELECT {c} FROM detail").fetchone()[0])} for w, d, c in suite.controls])

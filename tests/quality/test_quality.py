@@ -87,6 +87,7 @@ def test_duplicate_journal_key_fails_uniqueness_in_the_ledger_extract(wd):
     row = t.slice(2, 1).to_pylist()[0]
     assert e.value.file == wd.ledger_extract(T1).name
     assert f"journal_no={row['journal_no']}, seq_no={row['seq_no']}" in str(e.value) and "occurrences=2" in str(e.value)
+    assert f"failed on 1 of {t.num_rows + 1} rows" in str(e.value)  # one key repeated
 
 
 def test_a_card_number_in_clear_in_the_results_fails(wd):
