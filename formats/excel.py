@@ -220,6 +220,8 @@ def render(layout: FileLayout, records: pa.Table, header: dict | None, trailer: 
             cell.number_format = "0.00"
         elif isinstance(f.type, _TEXT_TYPES):
             cell.number_format = "@"   # text cells stay text when a clerk edits them
+            if text:
+                cell.data_type = "s"   # a name starting with "=" is text, never a formula openpyxl would make it
 
     for rec in layout.records:
         if rec.kind not in ("header", "heading"):
