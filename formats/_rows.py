@@ -197,6 +197,17 @@ def column_values(table_or_row: pa.Table | dict | None, f: Field, rec: Record, n
     raise UnwritableValue(rec.name, f.name, None, "no value given (missing column)")
 
 
+def _render_present(f: Field, values: pa.Array) -> pa.Array:
+    """The wire texts of the values; a null (in a field that may be empty) stays null, never rendered."""
+    if not values.null_count:
+        return f.type.render(values)
+    present = values.drop_null()
+    if not len(present):
+        return pa.nulls(len(values), pa.string())
+    rendered = f.type.render(values.fill_null(present[0]))
+    return pc.if_else(values.is_null(), pa.scalar(None, pa.string()), rendered)
+
+
 def render_texts(values: pa.Array, f: Field, rec: Record, layout: FileLayout) -> list[str | None]:
     """Typed values -> wire texts (None where the value is null and the field may be empty).
 
@@ -210,7 +221,7 @@ def render_texts(values: pa.Array, f: Field, rec: Record, layout: FileLayout) ->
         texts = values.cast(pa.string())
     else:
         try:
-            texts = f.type.render(values)
+            texts = _render_present(f, values)
         except ValueError as e:
             raise UnwritableValue(rec.name, f.name, None, str(e)) from None
     # Strict both ways: a wire form its own type would not read back is refused, not written.

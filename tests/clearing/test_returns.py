@@ -12,7 +12,6 @@ import pytest
 
 from clearing.returns import BatchHeld, build_return
 from formats import registry
-from formats.errors import UnwritableValue
 from formats.flag import parse_flag, verify_file
 from tests.clearing.conftest import SAMPLES, T, night, read_batch
 
@@ -260,9 +259,6 @@ def test_payroll_xlsx_result_answers_each_row_in_the_batch_sheet(out):
     assert ws["A1"].value == batch.header["title"] and ws["B2"].value == batch.header["payer_acct"]
 
 
-# The format engine cannot yet write an empty yuan amount (Yuan(blank=True).render has no null path): reported to
-# the lead; strict, so this turns into a failure to remove the mark once the writer is fixed.
-@pytest.mark.xfail(strict=True, raises=UnwritableValue, reason="formats: Yuan(blank=True) cannot write null")
 def test_payroll_xlsx_result_with_a_row_error(out):
     batch, back, path = payroll_answered(out, "xlsx", "amount_three_decimals_row8.xlsx", PAYROLL_XLSX,
                                          {7: ("F", "E001")})

@@ -15,7 +15,7 @@ from duizhang import pipeline
 from duizhang.channels import CHANNEL_FILES
 from duizhang.workdir import Workdir
 from formats import registry
-from formats.errors import FileRejected, UnwritableValue
+from formats.errors import FileRejected
 from formats.flag import parse_flag, verify_file
 from tests.clearing.conftest import SAMPLES
 
@@ -48,13 +48,7 @@ def inbound(channel: str, date: dt.date) -> list[tuple[Path, str]]:
     return out
 
 
-# The 2026-11-21 payroll night has a row whose amount is unreadable; its result echoes it with an empty amount,
-# which the format engine cannot write yet (Yuan(blank=True) has no null path; reported): strict, so it turns into
-# a failure to remove the mark once the writer is fixed.
-CASES = [pytest.param(channel, date, marks=pytest.mark.xfail(
-             strict=True, raises=UnwritableValue, reason="formats: Yuan(blank=True) cannot write null"))
-         if (channel, date) == ("payroll", DATES[0]) else (channel, date)
-         for channel in ("tips", "housing_fund", "utility", "payroll") for date in DATES]
+CASES = [(channel, date) for channel in ("tips", "housing_fund", "utility", "payroll") for date in DATES]
 
 
 @pytest.mark.integration
