@@ -8,6 +8,7 @@ counterparty's files; `parse_file` is mapped, one task per fetched file.
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import json
 import os
 import tomllib
@@ -21,7 +22,9 @@ from _alerts import deadline_missed, task_failed
 from _tasks import CounterpartyFilesSensor, business_date, ledger, pipeline, run_step, source, workdir
 
 TIMETABLE = Path(__file__).with_name("timetable.toml")
-START = pendulum.datetime(2026, 11, 1, tz="Asia/Shanghai")
+# The go-live date: the scheduler starts runs on its own from this date on; before it a channel runs only by hand
+# or by backfill (rehearsals, `make airflow`, the integration tests set a date far ahead).
+GO_LIVE = pendulum.parse(os.environ.get("DUIZHANG_GO_LIVE", "2026-11-01"), tz="Asia/Shanghai")
 RETRIES = {
     # the network may come back: a few tries, spaced out
     "network": {"retries": 3, "retry_delay": dt.timedelta(minutes=2), "retry_exponential_backoff": True},
@@ -39,13 +42,14 @@ def results_asset(channel: str) -> Asset:
 @dataclass(frozen=True)
 class Step:
     name: str
-    """The function of `duizhang.pipeline` and the task's id."""
+    """The task's id, and the function of `module` it calls."""
     args: tuple[str, ...]
     """What it is called with, in order (see `_argument`)."""
     retry: str | None
     """`network`, `lock` or None: a key of RETRIES (terminal errors never retry)."""
     per_file: bool = False
     """Mapped: one task per file that `fetch` returned."""
+    module: str = "duizhang.pipeline"
 
 
 CHAIN = (
@@ -54,6 +58,9 @@ CHAIN = (
     Step("write_manifest", ("channel", "date", "wd"), "lock"),
     Step("load_ledger", ("date", "ledger", "wd"), "network"),
     Step("match", ("channel", "date", "wd"), "lock"),
+    # data quality of the files, the ledger and the results, before anything leaves the bank
+    Step("validate", ("channel", "date", "wd"), None, module="duizhang.quality"),
+    Step("answer", ("channel", "date", "wd"), "lock"),
     Step("clear", ("channel", "date", "wd"), "lock"),
     Step("deliver", ("channel", "date", "source", "wd"), "network"),
     Step("report", ("channel", "date", "wd"), None),
@@ -72,17 +79,15 @@ def timetable(channel: str) -> dict:
 
 def build(channel: str):
     when = timetable(channel)
-    scheduled = os.environ.get("DUIZHANG_SCHEDULED_RUNS", "on") != "off"
-    # `airflow dags test` (the demo) cannot finish a DAG that has a DeadlineAlert in Airflow 3.3.2: DagRun.update_state
-    # looks the alerts up by id and dag.test hands it the objects. The demo turns the alert off; the scheduler needs it.
+    # The deadline counts from the scheduled time (the logical date): a run by hand has none. (Airflow 3.3.2 cannot
+    # clear a run whose deadline counts from DAGRUN_QUEUED_AT: the recalculation reads the stored interval as seconds
+    # and crashes.) `airflow dags test` (the demo) cannot finish a DAG that has a DeadlineAlert: DagRun.update_state
+    # looks the alerts up by id and dag.test hands it the objects; the demo turns the alert off.
     deadline = None if os.environ.get("DUIZHANG_DEADLINE_ALERTS", "on") == "off" else DeadlineAlert(
-        reference=DeadlineReference.DAGRUN_QUEUED_AT, interval=dt.timedelta(minutes=when["deadline"]),
+        reference=DeadlineReference.DAGRUN_LOGICAL_DATE, interval=dt.timedelta(minutes=when["deadline"]),
         callback=SyncCallback(deadline_missed, kwargs={"channel": channel, "deadline_minutes": when["deadline"]}))
 
-    @dag(dag_id=channel, schedule=when["schedule"], start_date=START, catchup=False, max_active_runs=1,
-         # DUIZHANG_SCHEDULED_RUNS=off (rehearsals, `make airflow`, tests): the timetable shows, runs start only
-         # by hand or by backfill.
-         allowed_run_types=None if scheduled else ["manual", "backfill"],
+    @dag(dag_id=channel, schedule=when["schedule"], start_date=GO_LIVE, catchup=False, max_active_runs=1,
          tags=["duizhang", channel], doc_md=_doc(channel, when),
          default_args={"on_failure_callback": task_failed},
          deadline=deadline,
@@ -109,7 +114,8 @@ def _step_task(channel: str, step: Step):
     @task(task_id=step.name, outlets=outlets, **RETRIES[step.retry])
     def run(name: str | None = None, **context):
         date = business_date(context)
-        result = run_step(getattr(pipeline(), step.name), *(_argument(a, channel, context, name) for a in step.args))
+        function = getattr(importlib.import_module(step.module), step.name)
+        result = run_step(function, *(_argument(a, channel, context, name) for a in step.args))
         return _publish(step.name, channel, date, result, context)
 
     return run

@@ -40,7 +40,8 @@ def test_dagbag_imports_cleanly(tmp_path):
     assert set(report["dags"]) == set(CHANNEL_FILES)
     for channel in CHANNEL_FILES:
         assert report["dags"][channel] == sorted(["wait_for_files", "fetch", "parse_file", "write_manifest",
-                                                  "load_ledger", "match", "clear", "deliver", "report"])
+                                                  "load_ledger", "match", "validate", "answer", "clear", "deliver",
+                                                  "report"])
         # Tasks touching the network or a lock retry (transient errors); terminal errors fail at once whatever the
         # retries (run_step raises AirflowFailException); the report touches neither and never retries.
         assert report["retries"][channel]["fetch"] == 3
