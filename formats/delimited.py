@@ -156,9 +156,14 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
                                                   strings_can_be_null=False, quoted_strings_can_be_null=False))
     except pa.ArrowInvalid as e:
         raise _csv_error(path.name, layout, e) from None
-    if reader.schema.names != titles:
+    try:
+        names = reader.schema.names  # Arrow decodes the heading's names only when asked
+    except UnicodeDecodeError as e:
+        raise EncodingError(path.name, "the heading line does not decode as its declared encoding", line=1,
+                            expected=layout.encoding.upper(), found=repr(e.object[e.start:e.start + 4])) from None
+    if names != titles:
         raise StructureError(path.name, "the heading line does not name the layout's columns", line=1,
-                             expected=",".join(titles), found=",".join(reader.schema.names))
+                             expected=",".join(titles), found=",".join(names))
     heading_table = pa.table({"_line": pa.array([1], pa.int64()),
                               **{f.name: pa.array([f.type.value]) for f in heading.fields}})
     line = 1

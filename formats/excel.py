@@ -22,18 +22,22 @@ import io
 import os
 import re
 import zipfile
+import zlib
 from decimal import Decimal
 from pathlib import Path
 
 import pyarrow as pa
 
 from formats._rows import RawRow, column_values, render_texts, type_rows
-from formats.errors import StructureError, UnwritableValue
+from formats.errors import StructureError, UnsafeXml, UnwritableValue
 from formats.flag import Flag
 from formats.layout import Code, Const, Date8, Digits, Field, FileLayout, Int, Record, Text, Yuan
 from formats.result import Batch, ReadResult, Totals, empty_quarantine
 
 _TEXT_TYPES = (Text, Const, Code, Digits)
+MAX_UNPACKED_BYTES = 64 << 20   # a payroll batch of ten thousand rows is a few MB of sheet XML
+MAX_PARTS = 1000
+_DTD = re.compile(rb"<!(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 def _col_row(ref: str) -> tuple[int, int]:
@@ -95,26 +99,54 @@ def _row(line: int, values: tuple, formulas: tuple, rec: Record, refs: list[tupl
     return RawRow(line, raw, texts, cell_errors=errors)
 
 
-def _load(path: Path, sheet: str, file_name: str) -> tuple[list[tuple], list[tuple]]:
-    import openpyxl  # imported here: only Excel layouts need it
+def _check_package(path: Path, file_name: str) -> None:
+    """Refuse a workbook that would inflate past `MAX_UNPACKED_BYTES` (a zip bomb) or whose XML parts declare a
+    DTD or entities (what defusedxml refuses), before openpyxl parses anything. The sizes checked are the ones
+    the zip declares; zipfile never inflates an entry past its declared size (a lie fails its CRC)."""
     try:
-        values_wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-        formulas_wb = openpyxl.load_workbook(path, read_only=True, data_only=False)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        with zipfile.ZipFile(path) as z:
+            infos = z.infolist()
+            total = sum(i.file_size for i in infos)
+            if len(infos) > MAX_PARTS or total > MAX_UNPACKED_BYTES:
+                raise UnsafeXml(file_name, "the workbook inflates past the limit (a zip bomb?)",
+                                expected=f"<= {MAX_UNPACKED_BYTES} bytes in <= {MAX_PARTS} parts",
+                                found=f"{total} bytes in {len(infos)} parts")
+            for info in infos:
+                if info.filename.endswith((".xml", ".rels", ".vml")) and _DTD.search(z.read(info)):
+                    raise UnsafeXml(file_name, f"the workbook part {info.filename} declares a DTD or entities, "
+                                    "which are never accepted", expected="no DTD and no entities", found="<!DOCTYPE")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError, zlib.error) as e:
         raise StructureError(file_name, f"not a readable .xlsx workbook ({e})") from None
+
+
+def _load(path: Path, sheet: str, file_name: str) -> tuple[list[tuple], list[tuple]]:
+    """The sheet's rows twice: cell values (a formula's cached value) and cell formulas.
+
+    openpyxl fails on a malformed workbook in many ways (a ParseError, a TypeError from an unknown attribute, a
+    KeyError for a missing part...): whatever it raises while parsing means the workbook cannot be read, and is
+    reported as such, with openpyxl's own words."""
+    import openpyxl  # imported here: only Excel layouts need it
+    _check_package(path, file_name)
+    books = []
     try:
-        if sheet not in values_wb.sheetnames:
+        for data_only in (True, False):
+            books.append(openpyxl.load_workbook(path, read_only=True, data_only=data_only))
+        if sheet not in books[0].sheetnames:
             raise StructureError(file_name, "the workbook has no worksheet of that name", expected=sheet,
-                                 found=", ".join(values_wb.sheetnames))
+                                 found=", ".join(books[0].sheetnames))
         out = []
-        for wb in (values_wb, formulas_wb):
+        for wb in books:
             ws = wb[sheet]
             ws.reset_dimensions()  # trust the cells, not a dimension tag some writers get wrong
             out.append([tuple(r) for r in ws.iter_rows(values_only=True)])
         return out[0], out[1]
+    except StructureError:
+        raise
+    except Exception as e:  # noqa: BLE001 - see the docstring: any parse failure is an unreadable workbook
+        raise StructureError(file_name, f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
     finally:
-        values_wb.close()
-        formulas_wb.close()
+        for wb in books:
+            wb.close()
 
 
 def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:

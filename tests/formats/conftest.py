@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_files"
-NOT_FORMAT_SAMPLES = ("nights",)  # the pipeline's end-to-end nights, not format cases
+NOT_FORMAT_SAMPLES = ("nights", "bad")  # the pipeline's end-to-end nights and the bad-input corpus
 
 
 def sample_cases() -> list[Path]:
