@@ -6,7 +6,7 @@ UV := .tools/bin/uv
 VENV := .venv
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-integration airflow setup system-deps bench clean
+.PHONY: demo test test-integration airflow setup system-deps services bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ $(STAMP): pyproject.toml uv.lock | $(UV)
 system-deps:
 	bash scripts/system-deps.sh
 
+# PostgreSQL and Redis on 127.0.0.1 for the integration tests (started or installed only when missing).
+services:
+	bash scripts/ci-services.sh
+
 demo: setup
 	$(VENV)/bin/duizhang demo
 
@@ -29,7 +33,7 @@ test: setup system-deps
 	$(VENV)/bin/python -m pytest -m "not integration" -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$rc
 
-test-integration: setup system-deps
+test-integration: setup system-deps services
 	$(VENV)/bin/python -m pytest -m integration -q; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "no integration tests were collected" >&2; exit 1; fi; exit $$rc
 

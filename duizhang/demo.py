@@ -6,12 +6,14 @@ the summary and the places of the outputs are printed at the end.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -35,6 +37,28 @@ def airflow_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
+def night_channels() -> list[str]:
+    """The channels that have sample nights (a folder with an SFTP `outbox/`)."""
+    return sorted(p.parent.name for p in NIGHTS.glob("*/outbox"))
+
+
+@contextlib.contextmanager
+def serve_nights(root: Path, channels: list[str] | None = None) -> Iterator[dict[str, str]]:
+    """One embedded SFTP server per channel over a copy of its sample nights under `root/sftp/<channel>` (copied
+    once; a rerun keeps what the runs delivered), each with its own keys; yields the Airflow connections as
+    `AIRFLOW_CONN_DUIZHANG_<CHANNEL>` environment variables (host key pinned)."""
+    from connectors.sftp_server import EmbeddedSftpServer
+    with contextlib.ExitStack() as stack:
+        env = {}
+        for channel in channels or night_channels():
+            sftp_root = root / "sftp" / channel
+            if not sftp_root.exists():
+                shutil.copytree(NIGHTS / channel, sftp_root)
+            server = stack.enter_context(EmbeddedSftpServer(sftp_root))
+            env[f"AIRFLOW_CONN_DUIZHANG_{channel.upper()}"] = json.dumps(server.airflow_connection())
+        yield env
+
+
 def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> None:
     exe = Path(sys.executable).with_name("airflow")
     out = subprocess.DEVNULL if quiet else None
@@ -42,20 +66,16 @@ def airflow(args: list[str], env: dict[str, str], quiet: bool = False) -> None:
 
 
 def run_demo(workdir: Path, date: dt.date) -> int:
-    from connectors.sftp_server import EmbeddedSftpServer
     from duizhang import pipeline
     from duizhang.cli import format_summary
     from duizhang.workdir import Workdir
 
     workdir = workdir.resolve()
-    sftp_root = workdir / "sftp" / "unionpay_acq"
-    if not sftp_root.exists():
-        shutil.copytree(NIGHTS / "unionpay_acq", sftp_root)
     wd = Workdir(workdir / "work")
-    with EmbeddedSftpServer(sftp_root) as server:
-        print(f"SFTP server on 127.0.0.1:{server.port}, host key pinned: {server.host_key_line.split()[0]}")
-        env = airflow_env(workdir / "airflow", {
-            "AIRFLOW_CONN_DUIZHANG_UNIONPAY_ACQ": json.dumps(server.airflow_connection()),
+    with serve_nights(workdir, ["unionpay_acq"]) as connections:
+        conn = json.loads(connections["AIRFLOW_CONN_DUIZHANG_UNIONPAY_ACQ"])
+        print(f"SFTP server on {conn['host']}:{conn['port']}, host key pinned: {conn['extra']['host_key'].split()[0]}")
+        env = airflow_env(workdir / "airflow", connections | {
             "DUIZHANG_WORKDIR": str(wd.root),
             "DUIZHANG_LEDGER": str(NIGHTS / "ledger"),
             "DUIZHANG_DEADLINE_ALERTS": "off",   # `dags test` cannot finish a DAG with a DeadlineAlert (dags/_factory.py)

@@ -1,30 +1,27 @@
-"""`make airflow`: the Airflow UI (`airflow standalone`) on this project, with the demo's SFTP server and ledger,
-so that a newcomer can see every channel's DAG and trigger or rerun it on the sample files."""
+"""`make airflow`: the Airflow UI (`airflow standalone`) on this project, with an embedded SFTP server per channel
+serving its sample nights and the sample core journal, so that a newcomer can see every channel's DAG and trigger or
+rerun it on the sample files (business dates 2026-11-21 and 2026-11-22)."""
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from connectors.sftp_server import EmbeddedSftpServer
-from duizhang.demo import NIGHTS, PROJECT, airflow_env
+from duizhang.demo import NIGHTS, PROJECT, airflow_env, night_channels, serve_nights
 
 
 def main() -> int:
     root = PROJECT / "var" / "airflow-ui"
-    sftp_root = root / "sftp" / "unionpay_acq"
-    if not sftp_root.exists():
-        shutil.copytree(NIGHTS / "unionpay_acq", sftp_root)
-    with EmbeddedSftpServer(sftp_root) as server:
-        env = airflow_env(root / "airflow", {
-            "AIRFLOW_CONN_DUIZHANG_UNIONPAY_ACQ": json.dumps(server.airflow_connection()),
+    with serve_nights(root) as connections:
+        env = airflow_env(root / "airflow", connections | {
             "DUIZHANG_WORKDIR": str(root / "work"),
             "DUIZHANG_LEDGER": str(NIGHTS / "ledger"),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            # The sample nights are in the past: no scheduled run of "yesterday"; trigger with a business_date.
+            "DUIZHANG_GO_LIVE": "2100-01-01",
         })
-        print("Airflow UI on http://127.0.0.1:8080 (trigger `unionpay_acq` with business_date 2026-11-21); Ctrl-C stops")
+        print(f"Airflow UI on http://127.0.0.1:8080 with the DAGs {', '.join(night_channels())}: trigger one with "
+              "business_date 2026-11-21 (then 2026-11-22); Ctrl-C stops")
         return subprocess.call([str(Path(sys.executable).with_name("airflow")), "standalone"], env=env)
 
 
