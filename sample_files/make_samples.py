@@ -507,7 +507,6 @@ PAYROLL_HEADER = {"title": "XX科技有限公司2026年11月工资", "payer_acct
 def _workbook(rows: list[list], sheet: str = "代发明细", text_cols=(), formula_cells: dict | None = None) -> bytes:
     """A workbook built cell by cell (for broken cases the writer would refuse to produce)."""
     from openpyxl import Workbook
-    from openpyxl.writer.excel import ExcelWriter
     wb = Workbook()
     ws = wb.active
     ws.title = sheet
@@ -517,7 +516,12 @@ def _workbook(rows: list[list], sheet: str = "代发明细", text_cols=(), formu
                 ws.cell(row=r, column=c, value=v)
     for ref, formula in (formula_cells or {}).items():
         ws[ref] = formula
-    stamp = dt.datetime(2026, 11, 21)
+    return workbook_bytes(wb)
+
+
+def workbook_bytes(wb, stamp: dt.datetime = dt.datetime(2026, 11, 21)) -> bytes:
+    """An openpyxl workbook's bytes, dated `stamp` throughout (openpyxl's own save dates it with the clock)."""
+    from openpyxl.writer.excel import ExcelWriter
     wb.properties.created = wb.properties.modified = stamp
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -525,18 +529,22 @@ def _workbook(rows: list[list], sheet: str = "代发明细", text_cols=(), formu
     return excel._fix_zip(buf.getvalue(), stamp)
 
 
-def _cached(xlsx: bytes, ref: str, value: str) -> bytes:
-    """Give a formula cell a cached value, as Excel itself would have saved it."""
+def edit_part(xlsx: bytes, part: str, edit) -> bytes:
+    """The workbook with one zip part replaced by `edit(its bytes)` (the other parts as they are)."""
     src = zipfile.ZipFile(io.BytesIO(xlsx))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             data = src.read(info.filename)
-            if info.filename == "xl/worksheets/sheet1.xml":
-                data = re.sub(rf'(<c r="{ref}"[^>]*>)<f>([^<]*)</f>(<v\s*/>|<v></v>)?'.encode(),
-                              rb"\1<f>\2</f><v>" + value.encode() + b"</v>", data)
-            dst.writestr(info, data)
+            dst.writestr(info, edit(data) if info.filename == part else data)
     return out.getvalue()
+
+
+def _cached(xlsx: bytes, ref: str, value: str) -> bytes:
+    """Give a formula cell a cached value, as Excel itself would have saved it."""
+    return edit_part(xlsx, "xl/worksheets/sheet1.xml", lambda data: re.sub(
+        rf'(<c r="{ref}"[^>]*>)<f>([^<]*)</f>(<v\s*/>|<v></v>)?'.encode(),
+        rb"\1<f>\2</f><v>" + value.encode() + b"</v>", data))
 
 
 def payroll() -> None:

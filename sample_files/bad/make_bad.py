@@ -20,6 +20,7 @@ Cases (not every one applies to every framing):
 """
 from __future__ import annotations
 
+import datetime as dt
 import io
 import json
 import random
@@ -34,9 +35,11 @@ SAMPLES = ROOT.parent
 sys.path.insert(0, str(SAMPLES.parent))
 
 from formats.registry import LAYOUTS  # noqa: E402
+from sample_files.make_samples import edit_part, workbook_bytes  # noqa: E402
 
 REJECTED = {"raises": "FileRejected"}
 QUARANTINED = {"quarantined": True}
+STAMP = dt.datetime(2026, 11, 21)  # every zip entry's date: a rerun writes the same bytes
 
 
 def ok_sample(name: str) -> Path:
@@ -49,16 +52,6 @@ def _lines(data: bytes, end: bytes) -> list[bytes]:
     return data.split(end)
 
 
-def _replace_part(xlsx: bytes, part: str, edit) -> bytes:
-    src = zipfile.ZipFile(io.BytesIO(xlsx))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            dst.writestr(info, edit(data) if info.filename == part else data)
-    return out.getvalue()
-
-
 def _zip_bomb_xlsx(xlsx: bytes) -> bytes:
     """The workbook with a sheet that declares 1 GB once inflated (a few MB of zeros compress to a few KB, and
     the declared size is what a reader would have to trust)."""
@@ -67,7 +60,7 @@ def _zip_bomb_xlsx(xlsx: bytes) -> bytes:
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             dst.writestr(info, src.read(info.filename))
-        dst.writestr("xl/worksheets/sheet2.xml", b" " * (8 << 20))
+        dst.writestr(zipfile.ZipInfo("xl/worksheets/sheet2.xml", date_time=STAMP.timetuple()[:6]), b" " * (8 << 20))
     data = bytearray(out.getvalue())
     # Declare 1 GB inflated, in the local header (size at +22, name at +30) and in the central directory entry
     # (size at +24, name at +46): the name's first occurrence is the local header's, its last the directory's.
@@ -166,9 +159,7 @@ def _excel_cases(ok: bytes) -> dict[str, tuple[bytes, dict]]:
     def edited(change) -> bytes:
         wb = load_workbook(io.BytesIO(ok))
         change(wb)
-        buf = io.BytesIO()
-        wb.save(buf)
-        return buf.getvalue()
+        return workbook_bytes(wb, STAMP)
 
     def formula(wb):
         wb.active["C6"] = '=HYPERLINK("http://127.0.0.1/","张三")'  # no cached value: openpyxl writes none
@@ -187,7 +178,7 @@ def _excel_cases(ok: bytes) -> dict[str, tuple[bytes, dict]]:
         extra["A1"] = 999999
         extra.sheet_state = "hidden"
 
-    doctype = _replace_part(ok, sheet, lambda d: d.replace(
+    doctype = edit_part(ok, sheet, lambda d: d.replace(
         b"<worksheet", b'<!DOCTYPE worksheet [<!ENTITY x SYSTEM "file:///etc/passwd">]><worksheet', 1))
     return {
         "xlsx_formula_in_text_cell": (edited(formula), QUARANTINED),

@@ -31,6 +31,8 @@ from formats import errors, excel, registry
 from formats.flag import parse_flag
 from formats.registry import LAYOUTS
 
+from sample_files.make_samples import edit_part
+
 from .conftest import SAMPLES
 
 BAD = SAMPLES / "bad"
@@ -251,15 +253,7 @@ def mutated(draw, data: bytes) -> bytes:
 
 def _mutated_workbook(draw, ok: bytes) -> bytes:
     """Mutate the worksheet XML inside the zip (raw zip mutations only test the zip library)."""
-    src = zipfile.ZipFile(io.BytesIO(ok))
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            part = src.read(info.filename)
-            if info.filename == "xl/worksheets/sheet1.xml":
-                part = draw(mutated(part))
-            dst.writestr(info, part)
-    return buf.getvalue()
+    return edit_part(ok, "xl/worksheets/sheet1.xml", lambda part: draw(mutated(part)))
 
 
 def _fuzz(name: str, examples: int, tmp_path_factory) -> None:
