@@ -2,6 +2,7 @@
 
     duizhang demo                      the UnionPay night of 2026-11-21 end to end through a real Airflow DAG run
     duizhang run CHANNEL --date D --source SFTP_URL_OR_DIR --ledger URL_OR_DIR --workdir DIR
+    duizhang deliver CHANNEL --date D --source SFTP_URL_OR_DIR --workdir DIR [--force]
     duizhang parse LAYOUT FILE -o OUT.parquet [--flag FILE.ok]
     duizhang sql "QUERY" --workdir DIR           (`duizhang sql --help` lists the tables and views)
     duizhang report --date D --workdir DIR       the daily report: Excel workbook and HTML page
@@ -36,6 +37,16 @@ def cmd_run(args) -> int:
     from duizhang.workdir import Workdir
     summary = pipeline.run(args.channel, args.date, args.source, args.ledger, Workdir(args.workdir))
     print(format_summary(summary))
+    return 0
+
+
+def cmd_deliver(args) -> int:
+    from duizhang import pipeline
+    from duizhang.workdir import Workdir
+    if args.force:
+        logging.getLogger("duizhang.cli").warning("operator forces redelivery of %s %s", args.channel, args.date)
+    for d in pipeline.deliver(args.channel, args.date, args.source, Workdir(args.workdir), force=args.force):
+        print(f"{d['name']}: {d['status'].replace('_', ' ')} (md5 {d['md5']})")
     return 0
 
 
@@ -165,8 +176,18 @@ def format_summary(summary: dict) -> str:
                      "CUPS pays the bank)")
     lines.append(f"  entries: {clearing['entries_file']} ({clearing['vouchers']} balanced vouchers, "
                  f"{clearing['entry_lines']} lines)")
+    answer = summary["answer"]
+    for r in answer["returns"]:
+        lines.append(f"  return of {r['file']}: {r['status']}" + (f" -> {r['return_file']}" if r["return_file"] else "")
+                     + (f" ({r['reason']})" if r["status"] == "held" else ""))
+    if d := answer.get("disputes"):
+        lines.append(f"  disputes of {d['file']}: {d['decided']} decided, {d['queued']} queued for analysts "
+                     f"-> {d['reply']}")
+    lines.append(f"  error-handling files (差错): {', '.join(answer['errors_files'])}")
+    for d in summary["deliveries"]:
+        lines.append(f"  sent {d['name']} to {d['destination']} ({d['status'].replace('_', ' ')})")
     lines.append(f"  warehouse (DuckDB, open read-only): {summary['warehouse']}")
-    lines.append(f"  files to send back: {summary['outbox']}")
+    lines.append(f"  outbox (entries for the core, 差错 for operations): {summary['outbox']}")
     return "\n".join(lines)
 
 
@@ -188,6 +209,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ledger", required=True, help="SQLAlchemy URL of the core journal, or the extract directory")
     p.add_argument("--workdir", required=True)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("deliver", help="send the counterparty outbox of a date again; --force replaces a file "
+                                       "already delivered under the same name (an operator's decision, logged)")
+    p.add_argument("channel")
+    p.add_argument("--date", type=_date, required=True)
+    p.add_argument("--source", required=True, help="the counterparty's SFTP account, as for run")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--force", action="store_true")
+    p.set_defaults(func=cmd_deliver)
 
     p = sub.add_parser("parse", help="read one counterparty file into Parquet (exit 1 and a message if rejected)")
     p.add_argument("layout")

@@ -8,6 +8,7 @@ Steps take a lock per (channel, date): two runs of the same date never interleav
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -23,12 +24,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from clearing.entries import Line, pair, suspense_vouchers, write_entries
+from clearing.disputes import reply_disputes
+from clearing.entries import Line, pair, reversal_vouchers, suspense_vouchers, write_entries
+from clearing.error_file import write_error_file
+from clearing.returns import BUILDERS, BatchHeld, InboundBatch, build_return
 from clearing.unionpay import unionpay_net
 from connectors.sftp import open_source
 from formats import registry
 from formats.errors import FileRejected, Terminal, Transient
 from formats.flag import parse_flag
+from formats.result import ReadResult
 from recon.channels import CHANNELS
 from recon.engine import Inputs, check_conservation, reconcile, summarise
 from recon.rules import MatchRule
@@ -188,12 +193,18 @@ def parse_file(channel: str, date: dt.date, wd: Workdir, name: str) -> dict:
     stem = f"{f['name']}.v{f['version']}"
     with locked(wd, f"{channel}.{name}", date):
         flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
+        rejected = None
         try:
             result = registry.read_to_parquet(path, kind.layout, out_dir / f"{stem}.parquet", flag)
         except FileRejected as e:
             _set_status(wd, f, "rejected", str(e))
             (out_dir / f"{stem}.json").unlink(missing_ok=True)
-            raise
+            if CHANNEL_FILES[channel].latest_sequence_wins or e.partial is None:
+                raise   # the night's only file, or a file whose records cannot even be counted: stop the channel
+            log.warning("%s %s: %s v%d rejected whole, its records quarantined, the other batches go on: %s",
+                        channel, date, f["name"], f["version"], e)
+            result, rejected = _quarantined_whole(e), str(e)
+            write_parquet(e.partial.records.slice(0, 0).drop_columns(["_line"]), out_dir / f"{stem}.parquet")
         quarantine = result.quarantine.append_column("_file", pa.array([f["name"]] * result.quarantined, pa.string()))
         if "amount_fen" not in quarantine.column_names:  # one name for the amount, whatever the layout calls it
             quarantine = quarantine.append_column("amount_fen", quarantine[kind.amount_field])
@@ -202,12 +213,28 @@ def parse_file(channel: str, date: dt.date, wd: Workdir, name: str) -> dict:
                   "records": result.detail_count, "quarantined": result.quarantined,
                   "amount_fen": _amounts(out_dir / f"{stem}.parquet", kind.amount_field, quarantine),
                   "parquet": f"{stem}.parquet", "quarantine": f"{stem}.quarantine.parquet",
-                  "header": {k: str(v) for k, v in (result.header or {}).items() if v is not None}}
+                  "header": {k: str(v) for k, v in (result.header or {}).items() if v is not None},
+                  "rejected": rejected}
         _write_json(out_dir / f"{stem}.json", parsed)
-        _set_status(wd, f, "parsed", json.dumps(result.summary(), ensure_ascii=False))
+        if not rejected:
+            _set_status(wd, f, "parsed", json.dumps(result.summary(), ensure_ascii=False))
     log.info("%s %s: parsed %s v%d: %d records, %d quarantined", channel, date, f["name"], f["version"],
              result.detail_count, result.quarantined)
     return parsed
+
+
+def _quarantined_whole(err: FileRejected) -> ReadResult:
+    """A batch rejected whole (control totals, a duplicate key) as a read result whose every record is quarantined
+    with the file's reason: the batch is answered as rejected (TIPS 94999, payroll 批次校验失败) and counted."""
+    read, n = err.partial, err.partial.records.num_rows
+    whole = pa.table({"_line": read.records["_line"], "_record": pa.array(["detail"] * n, pa.string()),
+                      "_field": pa.array(["(whole file)"] * n, pa.string()),
+                      "_expected": pa.array([f"{err.problem}: expected {err.expected}"] * n, pa.string()),
+                      "_actual": pa.array([str(err.found)] * n, pa.string()), "_raw": pa.nulls(n, pa.binary())})
+    for name in read.records.column_names[1:]:
+        whole = whole.append_column(name, read.records[name])
+    quarantine = pa.concat_tables([read.quarantine, whole], promote_options="default").sort_by("_line")
+    return dataclasses.replace(read, records=read.records.slice(0, 0), quarantine=quarantine)
 
 
 def write_manifest(channel: str, date: dt.date, wd: Workdir) -> dict:
@@ -373,7 +400,101 @@ def _analyst_quarantine(q: pa.Table, channel: str, date: dt.date) -> pa.Table:
                      "expected": q["_expected"], "found": masked, "amount_fen": q["amount_fen"]})
 
 
-# --- 5. clear ---------------------------------------------------------------------------------------------
+# --- 5. answer --------------------------------------------------------------------------------------------
+
+
+def answer(channel: str, date: dt.date, wd: Workdir) -> dict:
+    """What goes back: a return file (回盘) for every inbound batch whose records all have a final outcome (a batch
+    that has not is held, with the reason, and nothing of it is written), UnionPay's dispute replies (ERRR) with
+    the undecided cases queued for analysts, and the error-handling file (差错) of every reconciliation.
+
+    Returns and replies go to the counterparty outbox (`deliver` sends them); the 差错 files stay in the outbox for
+    operations. Published: `returns` (one row per inbound batch), `dispute_decisions`, `dispute_queue` and
+    `dispute_resolved` (breaks an accepted dispute resolved: `clear` reverses their suspense)."""
+    spec = CHANNEL_FILES[channel]
+    parsed = wd.parsed(channel, date)
+    manifest = _read_json(parsed / "manifest.json")
+    to_counterparty = wd.to_counterparty(channel, date)
+    out = {"channel": channel, "business_date": date.isoformat(), "returns": [], "errors_files": []}
+    with locked(wd, channel, date):
+        journal = pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", spec.ledger_channel)])
+        for f in manifest["files"]:
+            kind = next(k for k in spec.kinds if k.kind == f["kind"])
+            if kind.layout in BUILDERS:
+                out["returns"].append(_answer_batch(wd, channel, date, f, kind, journal, to_counterparty))
+            elif kind.layout == "unionpay.errn":
+                out["disputes"] = _answer_disputes(wd, channel, date, f, to_counterparty)
+        for recon in spec.reconciliations():
+            results = wd.read_table("recon_result", recon, date)
+            if results is not None:
+                csv_path, _ = write_error_file(results, recon, date, wd.outbox(channel, date))
+                out["errors_files"].append(csv_path.name)
+        if out["returns"]:
+            wd.publish("returns", channel, date, pa.Table.from_pylist(
+                [r | {"channel": channel, "business_date": date} for r in out["returns"]]))
+    _write_json(parsed / "answer.json", out)
+    return out
+
+
+def _answer_batch(wd: Workdir, channel: str, date: dt.date, f: dict, kind, journal: pa.Table,
+                  out_dir: Path) -> dict:
+    path = _landed(wd, channel, date, f)
+    flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
+    try:
+        batch = InboundBatch.from_read(registry.read(path, kind.layout, flag))
+    except FileRejected as e:
+        batch = InboundBatch.from_rejection(e)
+    results = pa.concat_tables([t for r in kind.reconciled_by
+                                if (t := wd.read_table("recon_result", r, date)) is not None],
+                               promote_options="default")
+    row = {"file": f["name"], "version": f["version"], "records": f["records"]}
+    try:
+        sent = build_return(batch, results, journal, date, out_dir)
+    except BatchHeld as e:
+        log.warning("%s %s: return of %s held: %s", channel, date, f["name"], e)
+        return row | {"status": "held", "return_file": None, "reason": str(e)}
+    log.info("%s %s: return %s written for %s (%d records)", channel, date, sent.name, f["name"], f["records"])
+    return row | {"status": "rejected whole" if batch.rejected else "answered", "return_file": sent.name,
+                  "reason": batch.rejected}
+
+
+def _answer_disputes(wd: Workdir, channel: str, date: dt.date, f: dict, out_dir: Path) -> dict:
+    parsed = wd.parsed(channel, date)
+    errn = pq.read_table(parsed / f["parquet"])
+    errn_quarantine = pq.read_table(parsed / f["quarantine"])
+    # A dispute may name a transaction of an earlier settlement day: every ACOMN, journal and result up to T.
+    days = sorted(p for p in wd.parsed(channel, date).parent.iterdir() if p.name <= f"{date:%Y%m%d}")
+    acomn = pa.concat_tables([pq.read_table(d / g["parquet"]) for d in days if (d / "manifest.json").exists()
+                              for g in _read_json(d / "manifest.json")["files"] if g["kind"] == "acomn"],
+                             promote_options="default")
+    journal = pa.concat_tables([pq.read_table(p, filters=[("channel", "=", "UNIONPAY_ACQ")])
+                                for p in sorted(wd.ledger_extract(date).parent.glob("core_journal_*.parquet"))
+                                if p.stem.removeprefix("core_journal_") <= f"{date:%Y%m%d}"])
+    earlier = [t for d in days if d.name < f"{date:%Y%m%d}"
+               and (t := wd.read_table("recon_result", channel, dt.datetime.strptime(d.name, "%Y%m%d").date()))
+               is not None]
+    today = wd.read_table("recon_result", channel, date)
+    breaks = pa.concat_tables(earlier or [today.slice(0, 0)], promote_options="default")
+    reply = reply_disputes(f["name"], errn, errn_quarantine, acomn, journal, breaks, date, out_dir)
+    wd.publish("dispute_decisions", channel, date, reply.decisions)
+    wd.publish("dispute_queue", channel, date, reply.queue)
+    wd.publish("dispute_resolved", channel, date, reply.resolved)
+    log.info("%s %s: disputes of %s answered in %s: %d decided, %d queued for analysts, %d breaks resolved",
+             channel, date, f["name"], reply.path.name, reply.decisions.num_rows - reply.queue.num_rows,
+             reply.queue.num_rows, reply.resolved.num_rows)
+    return {"file": f["name"], "reply": reply.path.name, "decided": reply.decisions.num_rows - reply.queue.num_rows,
+            "queued": reply.queue.num_rows, "resolved_breaks": reply.resolved.num_rows}
+
+
+def _landed(wd: Workdir, channel: str, date: dt.date, f: dict) -> Path:
+    """Where the fetch step stored this version of the file."""
+    with wd.control() as db:
+        row = db.execute("SELECT local_path FROM files WHERE channel=? AND business_date=? AND name=? AND version=?",
+                         (channel, date.isoformat(), f["name"], f["version"])).fetchone()
+    return Path(row["local_path"])
+
+
+# --- 6. clear ---------------------------------------------------------------------------------------------
 
 
 def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
@@ -398,6 +519,8 @@ def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
         clearing |= {"transactions_fen": net.transactions_fen, "fees_fen": net.fees_fen, "net_fen": net.net_fen,
                      "settled_records": net.settled_records}
     lines += suspense_vouchers(results, rule.ledger_channel, rule.clearing_account, date)
+    resolved = _resolved_breaks(wd, channel, date)
+    lines += reversal_vouchers(resolved, rule.ledger_channel, rule.clearing_account, date)
     out = wd.outbox(channel, date) / f"ENTRIES_{rule.ledger_channel}_{date:%Y%m%d}_01.csv"
     with locked(wd, channel, date):
         write_entries(lines, date, out)
@@ -410,7 +533,41 @@ def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
     return clearing
 
 
-# --- 6. deliver -------------------------------------------------------------------------------------------
+def _resolved_breaks(wd: Workdir, channel: str, date: dt.date) -> pa.Table:
+    """Every break of the channel resolved up to T, by an accepted dispute (`dispute_resolved`) or by an analyst
+    (`break_status` resolved or written off; resolved on the day of the change): the rows of each break's key on
+    its business date, with `resolved_on`. `reversal_vouchers` reverses those first resolved on T."""
+    with wd.control() as db:
+        closed = [dict(r) for r in db.execute(
+            "SELECT business_date, record_ref, min(substr(changed_at, 1, 10)) AS resolved_on FROM break_status "
+            "WHERE channel = ? AND status IN ('resolved', 'written_off') GROUP BY business_date, record_ref",
+            (channel,))]
+    dates = sorted({r["business_date"] for r in closed})
+    parts = [p.as_posix() for d in dates if (p := wd.table_path("recon_result", channel, dt.date.fromisoformat(d))).exists()]
+    by_dispute = sorted(p.as_posix() for p in wd.table_path("dispute_resolved", channel, date).parent.parent.glob(
+        "business_date=*/part.parquet") if p.parent.name.removeprefix("business_date=") <= date.isoformat())
+    con = duckdb.connect()
+    try:
+        con.register("closed", pa.Table.from_pylist(closed, schema=pa.schema(
+            [("business_date", pa.string()), ("record_ref", pa.string()), ("resolved_on", pa.string())])))
+        selects = [f"SELECT * FROM read_parquet({by_dispute!r}, union_by_name = true)"] if by_dispute else []
+        if parts:
+            selects.append(f"""
+                SELECT r.*, CAST(c.resolved_on AS DATE) AS resolved_on
+                FROM read_parquet({parts!r}, union_by_name = true) r
+                JOIN (SELECT k.business_date, k.match_ref, min(c.resolved_on) AS resolved_on
+                      FROM read_parquet({parts!r}, union_by_name = true) k
+                      JOIN closed c ON CAST(c.business_date AS DATE) = k.business_date AND c.record_ref = k.record_ref
+                      GROUP BY ALL) c USING (business_date, match_ref)""")
+        if not selects:
+            return wd.read_table("recon_result", channel, date).slice(0, 0).append_column(
+                "resolved_on", pa.array([], pa.date32()))
+        return con.sql(" UNION ALL BY NAME ".join(selects)).filter(f"resolved_on <= DATE '{date}'").to_arrow_table()
+    finally:
+        con.close()
+
+
+# --- 7. deliver -------------------------------------------------------------------------------------------
 
 
 def deliver(channel: str, date: dt.date, source: str, wd: Workdir, *, force: bool = False) -> list[dict]:
@@ -454,7 +611,7 @@ def deliver(channel: str, date: dt.date, source: str, wd: Workdir, *, force: boo
     return done
 
 
-# --- 7. report --------------------------------------------------------------------------------------------
+# --- 8. report --------------------------------------------------------------------------------------------
 
 
 def report(channel: str, date: dt.date, wd: Workdir) -> dict:
@@ -466,16 +623,27 @@ def report(channel: str, date: dt.date, wd: Workdir) -> dict:
             "files": _read_json(parsed / "manifest.json")["files"],
             "outcomes": summary.to_pylist() if summary is not None else [],
             "match": _read_json(parsed / "match.json"), "clearing": _read_json(parsed / "clear.json"),
+            "answer": _read_json(parsed / "answer.json"), "deliveries": _deliveries(wd, channel, date),
             "warehouse": str(wd.root / "warehouse.duckdb"), "outbox": str(wd.outbox(channel, date))}
 
 
+def _deliveries(wd: Workdir, channel: str, date: dt.date) -> list[dict]:
+    with wd.control() as db:
+        return [dict(r) for r in db.execute("SELECT name, md5, destination, status FROM deliveries WHERE channel=? "
+                                            "AND business_date=? ORDER BY name", (channel, date.isoformat()))]
+
+
 def run(channel: str, date: dt.date, source: str, ledger: str, wd: Workdir) -> dict:
-    """The whole chain for one channel and date, without Airflow."""
+    """The whole chain for one channel and date, without Airflow (the DAG runs the same steps as tasks)."""
+    from duizhang.quality import validate
     fetch(channel, date, source, wd)
     parse(channel, date, wd)
     load_ledger(date, ledger, wd)
     match(channel, date, wd)
+    validate(channel, date, wd)   # the files, the ledger and the results, before anything leaves the bank
+    answer(channel, date, wd)
     clear(channel, date, wd)
+    deliver(channel, date, source, wd)
     return report(channel, date, wd)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from duizhang import pipeline
 from duizhang.workdir import Workdir
+from tests.accounts import account
 
 NIGHTS = Path(__file__).resolve().parents[1] / "sample_files" / "nights"
 T1, T2 = dt.date(2026, 11, 21), dt.date(2026, 11, 22)
@@ -81,7 +82,8 @@ CHANNELS = ["cnaps2", "tips", "housing_fund", "utility", "payroll"]
 
 
 def run(wd: Workdir, channel: str, date: dt.date, source: Path | None = None) -> dict:
-    return pipeline.run(channel, date, str(source or NIGHTS / channel), str(NIGHTS / "ledger"), wd)
+    source = source or account(channel, wd.root.parent)
+    return pipeline.run(channel, date, str(source), str(NIGHTS / "ledger"), wd)
 
 
 def outcomes(wd: Workdir, recon: str, date: dt.date) -> dict[str, str]:

@@ -13,6 +13,7 @@ import pytest
 
 from duizhang import pipeline
 from duizhang.workdir import Workdir
+from tests.accounts import account
 from formats.errors import FlagMismatch
 
 NIGHTS = Path(__file__).resolve().parents[1] / "sample_files" / "nights"
@@ -41,7 +42,8 @@ EXPECTED_T1 = {
 }
 
 
-def run(wd: Workdir, date: dt.date, source: Path = NIGHTS / "unionpay_acq") -> dict:
+def run(wd: Workdir, date: dt.date, source: Path | None = None) -> dict:
+    source = source or account("unionpay_acq", wd.root.parent)
     return pipeline.run("unionpay_acq", date, str(source), str(NIGHTS / "ledger"), wd)
 
 
@@ -50,7 +52,8 @@ def results(wd: Workdir, date: dt.date) -> list[dict]:
 
 
 def outputs(wd: Workdir, date: dt.date) -> dict[str, str]:
-    files = [*wd.outbox("unionpay_acq", date).iterdir(), *(wd.root / "warehouse").rglob("*.parquet")]
+    files = [p for p in wd.outbox("unionpay_acq", date).rglob("*") if p.is_file()]
+    files += (wd.root / "warehouse").rglob("*.parquet")
     return {str(p.relative_to(wd.root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(files)}
 
 
@@ -171,7 +174,7 @@ def test_ledger_from_postgresql_gives_the_same_results_as_the_csv_extract(wd, tm
         conn.execute(sa.text("DROP TABLE IF EXISTS core_journal"))
     try:
         load_journal_table(engine, journal)
-        pipeline.run("unionpay_acq", T1, str(NIGHTS / "unionpay_acq"), url, wd)
+        pipeline.run("unionpay_acq", T1, str(account("unionpay_acq", tmp_path)), url, wd)
         from_db = wd.read_table("recon_result", "unionpay_acq", T1)
         other = Workdir(tmp_path / "csv")
         run(other, T1)

@@ -14,6 +14,7 @@ from clearing.returns import BatchHeld, InboundBatch, build_return
 from duizhang import pipeline
 from duizhang.channels import CHANNEL_FILES
 from duizhang.workdir import Workdir
+from tests.accounts import account
 from formats import registry
 from formats.errors import FileRejected
 from formats.flag import parse_flag, verify_file
@@ -33,7 +34,7 @@ def warehouse(tmp_path_factory) -> Workdir:
     wd = Workdir(tmp_path_factory.mktemp("returns") / "work")
     for channel in ("tips", "housing_fund", "utility", "payroll"):
         for date in DATES:
-            pipeline.run(channel, date, str(NIGHTS / channel), str(NIGHTS / "ledger"), wd)
+            pipeline.run(channel, date, str(account(channel, wd.root.parent)), str(NIGHTS / "ledger"), wd)
     return wd
 
 

@@ -8,13 +8,15 @@ from pathlib import Path
 
 from duizhang import pipeline
 from duizhang.workdir import Workdir
+from tests.accounts import account
 
 NIGHTS = Path(__file__).resolve().parents[2] / "sample_files" / "nights"
 T1, T2 = dt.date(2026, 11, 21), dt.date(2026, 11, 22)
 CHANNEL = "unionpay_acq"
 
 
-def run_night(wd: Workdir, date: dt.date, source: Path = NIGHTS / CHANNEL) -> dict:
+def run_night(wd: Workdir, date: dt.date, source: Path | None = None) -> dict:
+    source = source or account(CHANNEL, wd.root.parent)
     return pipeline.run(CHANNEL, date, str(source), str(NIGHTS / "ledger"), wd)
 
 

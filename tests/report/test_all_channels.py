@@ -10,13 +10,14 @@ import duckdb
 from duizhang import pipeline, quality, report
 from duizhang.channels import CHANNEL_FILES
 from duizhang.workdir import Workdir
+from tests.accounts import account
 from tests.quality.night import NIGHTS, T1
 
 
 def test_every_channel_validates_and_reports(tmp_path):
     wd = Workdir(tmp_path / "work")
     for channel in CHANNEL_FILES:
-        pipeline.run(channel, T1, str(NIGHTS / channel), str(NIGHTS / "ledger"), wd)
+        pipeline.run(channel, T1, str(account(channel, tmp_path)), str(NIGHTS / "ledger"), wd)
         assert quality.validate(channel, T1, wd)["failed"] == 0, channel
     out = report.build(wd, T1)
     con = duckdb.connect(str(wd.root / "warehouse.duckdb"), read_only=True)
