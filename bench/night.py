@@ -2,13 +2,14 @@
 
     python bench/night.py [--records 10000000] [--via sftp|dir] [--plain] [--data DIR] [--workdir DIR]
 
-Generates (once per size, cached in --data) a CUPS ACOMN file of N records for T = 2026-11-21 and the core
+Generates (once per size, cached in --data) a CUPS ACOMN file of N records for T = 2026-11-21, the core
 journal extract that goes with it (every approved record posted; one in a thousand posted with an amount one fen
-off, one in a thousand never posted, one in a thousand journal rows without a CUPS record), serves the file from
-the embedded SFTP server (`--via sftp`, gzip-compressed as the specs allow unless `--plain`) or a local
-directory laid out the same way (`--via dir`), then runs fetch, parse, validate (when present), load_ledger,
-match, clear and report, each in its own process as an Airflow task would, and prints per stage the seconds,
-records per second and peak resident memory. The targets (issue 9): 10 million records end to end in at most
+off, one in a thousand never posted, one in a thousand journal rows without a CUPS record) and an ERRN file of
+disputes (one per hundred approved purchases), serves the files from the embedded SFTP server (`--via sftp`, the
+ACOMN gzip-compressed as the specs allow unless `--plain`) or a local directory laid out the same way
+(`--via dir`), then runs the chain of `duizhang run` (fetch, parse, load_ledger, match, validate, answer, clear,
+deliver, report), each stage in its own process as an Airflow task would, and prints per stage the seconds,
+records per second and peak resident memory. The fault suite (tests/faults/) uses `generate` for its night. The targets (issue 9): 10 million records end to end in at most
 3 minutes and 3 GB.
 """
 from __future__ import annotations
@@ -18,7 +19,6 @@ import datetime as dt
 import gzip
 import hashlib
 import multiprocessing as mp
-import resource
 import shutil
 import sys
 import tempfile
@@ -45,26 +45,30 @@ def generate(records: int, data: Path, *, gzipped: bool) -> Path:
     account, ledger = night / "account", night / "ledger"
     acomn_dir = account / "outbox" / f"{T:%Y%m%d}"
     acomn = acomn_dir / f"IND{T:%y%m%d}01ACOMN"
+    errn = acomn_dir / f"IND{T:%y%m%d}01ERRN"
     journal = ledger / f"CORE_JOURNAL_{T:%Y%m%d}.csv"
     if not acomn.with_name(acomn.name + ".ok").exists():
         print(f"generating {records:,} ACOMN records in {acomn_dir}", flush=True)
         gen_acomn.generate(records, acomn_dir, T)
     if gzipped and not (gz := acomn.with_name(acomn.name + ".gz.ok")).exists():
         _gzip_with_flag(acomn, records)
-    if not journal.with_name(journal.name + ".ok").exists():
-        print(f"deriving the core journal in {ledger}", flush=True)
+    if not (journal.with_name(journal.name + ".ok").exists() and errn.with_name(errn.name + ".ok").exists()):
+        print(f"deriving the core journal in {ledger} and the disputes {errn.name}", flush=True)
         ledger.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=night) as tmp:
             parsed = Path(tmp) / "acomn.parquet"
             registry.read_to_parquet(acomn, "unionpay.acomn", parsed)
             rows = _derive_journal(parsed, journal)
+            disputes = _derive_errn(parsed, errn)
         write_flag(journal, rows)
+        write_flag(errn, disputes)
     served = night / ("served_gz" if gzipped else "served_plain")
-    if not served.exists():   # the account as the counterparty exposes it: the plain file or only its .gz
-        target = served / "outbox" / f"{T:%Y%m%d}"
+    target = served / "outbox" / f"{T:%Y%m%d}"
+    if not (target / (errn.name + ".ok")).exists():   # the account as the counterparty exposes it
+        shutil.rmtree(served, ignore_errors=True)
         target.mkdir(parents=True)
         names = [acomn.name + ".gz", acomn.name + ".gz.ok"] if gzipped else [acomn.name, acomn.name + ".ok"]
-        for name in names:
+        for name in [*names, errn.name, errn.name + ".ok"]:
             (target / name).hardlink_to(acomn_dir / name)
     return night
 
@@ -105,6 +109,34 @@ def _derive_journal(acomn_parquet: Path, journal: Path) -> int:
     return duckdb.execute(f"SELECT count(*) FROM read_csv('{journal}')").fetchone()[0]
 
 
+def _derive_errn(acomn_parquet: Path, errn: Path) -> int:
+    """CUPS's disputes of the night (specs/unionpay.md, ERRN): one per hundred approved purchases, every one
+    pointing at a real ACOMN record, in rotation a duplicate-processing chargeback (CB1 4512: the bank answers R,
+    posted once), a credit adjustment request (CRA: no earlier ledger-only break, so P) and a retrieval request
+    (RTR: P). The other fields are those of a sample dispute. Same ACOMN, same bytes."""
+    template = registry.read(ROOT / "sample_files" / "unionpay" / "errn" / "ok_chinese_merchant_name.txt",
+                             "unionpay.errn").records.slice(0, 1).drop_columns(["_line"])
+    con = duckdb.connect()
+    try:
+        con.register("template", template)
+        varied = ["err_type", "stan", "txn_time", "pan", "amount_fen", "orig_stan", "orig_txn_time",
+                  "orig_amount_fen", "reason_code", "orig_rrn"]
+        disputes = con.sql(f"""
+            WITH a AS (SELECT *, row_number() OVER (ORDER BY _line) AS n FROM read_parquet('{acomn_parquet}')
+                       WHERE resp_code = '00' AND proc_code = '000000' AND msg_type = '0200'),
+            d AS (SELECT *, row_number() OVER (ORDER BY n) AS k FROM a WHERE n % 100 = 42)
+            SELECT ['CB1', 'CRA', 'RTR'][k % 3 + 1] AS err_type, lpad(CAST(k % 1000000 AS VARCHAR), 6, '0') AS stan,
+                   '{T + dt.timedelta(days=1):%m%d}' || lpad(CAST(k // 1000000 AS VARCHAR), 6, '0') AS txn_time,
+                   d.pan, d.amount_fen, d.stan AS orig_stan, d.txn_time AS orig_txn_time,
+                   d.amount_fen AS orig_amount_fen, ['4512', '4507', '4570'][k % 3 + 1] AS reason_code,
+                   d.rrn AS orig_rrn, t.* EXCLUDE ({", ".join(varied)})
+            FROM d, template t ORDER BY k""").to_arrow_table()
+    finally:
+        con.close()
+    registry.write(errn, "unionpay.errn", disputes.select(template.column_names).cast(template.schema))
+    return disputes.num_rows
+
+
 def _stage(name: str, fn, args, out) -> None:
     """Run one stage in this (forked) process; send back seconds, peak RSS and a short result."""
     start = time.perf_counter()
@@ -114,7 +146,14 @@ def _stage(name: str, fn, args, out) -> None:
     except Exception as e:   # reported, and the night stops, as the scheduler would
         result, error = None, f"{type(e).__name__}: {e}"
     seconds = time.perf_counter() - start
-    out.send((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, error, _brief(name, result)))
+    out.send((seconds, _peak_rss(), error, _brief(name, result)))
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: VmHWM, which a new program image starts afresh (getrusage's
+    ru_maxrss keeps the high-water mark of the process that spawned this one)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:"))) * 1024
 
 
 def _brief(name: str, result) -> str:
@@ -149,20 +188,26 @@ def main() -> int:
     if server:
         server.start()
     source = server.endpoint() if server else str(served)
+    shutil.rmtree(served / "inbox", ignore_errors=True)   # what the last run delivered
     try:
+        from duizhang.quality import validate
+        # pipeline.run's order (a stage per process, as Airflow runs tasks)
         stages = [("fetch", pipeline.fetch, (CHANNEL, T, source, wd)),
-                  ("parse", pipeline.parse, (CHANNEL, T, wd))]
-        if hasattr(pipeline, "validate"):
-            stages.append(("validate", pipeline.validate, (CHANNEL, T, wd)))
-        stages += [("load_ledger", pipeline.load_ledger, (T, ledger, wd)),
-                   ("match", pipeline.match, (CHANNEL, T, wd)),
-                   ("clear", pipeline.clear, (CHANNEL, T, wd)),
-                   ("report", pipeline.report, (CHANNEL, T, wd))]
+                  ("parse", pipeline.parse, (CHANNEL, T, wd)),
+                  ("load_ledger", pipeline.load_ledger, (T, ledger, wd)),
+                  ("match", pipeline.match, (CHANNEL, T, wd)),
+                  ("validate", validate, (CHANNEL, T, wd)),
+                  ("answer", pipeline.answer, (CHANNEL, T, wd)),
+                  ("clear", pipeline.clear, (CHANNEL, T, wd)),
+                  ("deliver", pipeline.deliver, (CHANNEL, T, source, wd)),
+                  ("report", pipeline.report, (CHANNEL, T, wd))]
         print(f"\nUnionPay night, {args.records:,} ACOMN records, via {args.via}"
               f"{' (gzip)' if not args.plain else ''}, workdir {workdir}")
         print(f"{'stage':<12}{'seconds':>9}{'records/s':>14}{'peak MB':>10}  result")
         total, peak = 0.0, 0
-        ctx = mp.get_context("fork")
+        # spawn, not fork: a child forked while the SFTP server's thread or the reader's thread pool holds a lock
+        # waits forever on it (seen: parse hung in futex_wait after the generator had run in this process)
+        ctx = mp.get_context("spawn")
         for name, fn, stage_args in stages:
             receive, send = ctx.Pipe(duplex=False)
             process = ctx.Process(target=_stage, args=(name, fn, stage_args, send))

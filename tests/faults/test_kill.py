@@ -1,0 +1,161 @@
+"""Every stage of the chain killed (SIGKILL: no handler, no cleanup) at seeded points inside it, then rerun as Airflow
+retries a failed task: nothing is lost, nothing is done twice.
+
+A trial starts from the workdir and the counterparty's inbox as they were when the stage started in the undisturbed
+night, runs the stage in a child process, and kills it either at a random moment of the stage (a fraction of its
+undisturbed duration) or the moment a file is being written (Parquet, a warehouse partition, an output file, a
+download, an upload: anything under a `.tmp`/`.part` name). While it lies dead, a reader must see no half-written
+file: every visible file is as it was before the stage or as the undisturbed night left it. The stage is then rerun
+in a new process and the whole state (every file of the workdir, the registry, the deliveries, the counterparty's
+inbox) must equal the undisturbed night's after that stage, byte for byte; every later stage reads only that state,
+so the rest of the night is the undisturbed one. A file the counterparty already held whole must not be written
+again, and nothing may be left under a temporary name.
+
+The whole night is also killed at seeded moments (wherever that falls) and rerun to the end by the operator's
+command, `duizhang run`: the finished night equals the reference, every record is counted once, conservation
+holds, one registration and one delivery per file.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .conftest import (CHANNEL, POINTS, SEED, WRITING, T, Counterparty, Driver, Reference, being_written, differences,
+                       in_flight, invariants, start_from, state, tally)
+
+pytestmark = pytest.mark.integration
+
+STAGES = ("fetch", "parse", "load_ledger", "match", "validate", "answer", "clear", "deliver", "report")
+"""`pipeline.run`'s order; the test checks it against the reference run, so a stage added to the chain is noticed."""
+
+
+def test_the_reference_night_runs_every_stage(reference):
+    assert tuple(reference.order) == STAGES, "the chain changed: update STAGES so every stage is killed"
+
+
+def kill_points(stage: str) -> list[tuple[str, float]]:
+    """(`moment`, fraction of the stage's undisturbed time) or (`writing`, extra delay in seconds), seeded."""
+    rng = random.Random(f"{SEED}:{stage}")
+    points = [("moment", rng.uniform(0.05, 0.9)) for _ in range(max(1, POINTS - 1))]
+    return points + [("writing", rng.uniform(0, 0.01))] if POINTS > 1 else points
+
+
+def visible_partial_files(work: Path, counterparty: Path, before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Files a reader sees (not under a temporary name) that are neither as before the stage nor as after it."""
+    now = state(work, counterparty)
+    return [k for k, v in now.items() if not k.startswith("control.db:") and not k.endswith(WRITING)
+            and v not in (before.get(k), after.get(k)) and ".staging/" not in k]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_a_stage_killed_anywhere_is_rerun_to_the_same_bytes(stage, reference: Reference, night, tmp_path):
+    if stage not in reference.order:
+        pytest.fail(f"{stage} is not a stage of the chain any more")
+    points = kill_points(stage)
+    failures = []
+    for i, (how, where) in enumerate(points):
+        base = tmp_path / f"{i}_{how}"
+        work, counterparty = start_from(reference, stage, night, base)
+        try:
+            report = trial(stage, how, where, reference, night, work, counterparty, base)
+        finally:
+            counterparty.close()
+        print(f"{stage} {how} {where:.3f}: {report['verdict']}" + (f" ({report['detail']})" if report['detail'] else ""))
+        if report["verdict"] == "missed":
+            continue
+        survived = report["verdict"] == "survived"
+        tally(f"kill in {stage}" + (" while writing" if report["writing"] else ""), survived=survived)
+        if not survived:
+            failures.append(f"{how} {where:.3f}: {report['detail']}")
+    assert not failures, f"{stage}: " + "; ".join(failures)
+
+
+def trial(stage: str, how: str, where: float, reference: Reference, night, work: Path, counterparty,
+          base: Path) -> dict:
+    driver = Driver(work, counterparty.url, night.ledger, counterparty.env, first=stage, last=stage,
+                    log=base / "killed.log")
+    assert driver.wait_for(stage, "start"), f"{stage} did not start: {driver.error}; log {driver.log}"
+    if how == "moment":
+        time.sleep(where * reference.durations[stage])
+    else:
+        deadline = time.monotonic() + 10 * reference.durations[stage] + 10
+        while driver.alive() and not in_flight(work, counterparty.root) and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(where)
+    if not driver.alive() or driver.running_stage != stage:
+        driver.finish()
+        return {"verdict": "missed", "writing": False, "detail": f"the stage ended first ({driver.error or 'ok'})"}
+    driver.kill()
+    writing = being_written(work, counterparty.root)
+    partial = visible_partial_files(work, counterparty.root, reference.state_before[stage],
+                                    reference.state_after(stage))
+    problems = [f"a reader sees half-written files: {partial}"] if partial else []
+    delivered_whole = _whole_deliveries(counterparty.root)
+
+    rerun = Driver(work, counterparty.url, night.ledger, counterparty.env, first=stage, last=stage,
+                   log=base / "rerun.log")
+    code = rerun.finish()
+    if code != 0:
+        problems.append(f"the rerun failed ({code}): {rerun.error}; log {rerun.log}")
+    else:
+        problems += differences(state(work, counterparty.root), reference.state_after(stage))
+        if written := being_written(work, counterparty.root):
+            problems.append(f"left under a temporary name after the rerun: {written}")
+        problems += written_again(counterparty.root, delivered_whole)
+    return {"verdict": "failed" if problems else "survived", "writing": bool(writing),
+            "detail": "; ".join(problems[:8]) + (f" killed while writing {[Path(w).name for w in writing]}"
+                                                  if writing and not problems else "")}
+
+
+def written_again(counterparty: Path, delivered_whole: dict[str, tuple]) -> list[str]:
+    return [f"{name} was written again after the counterparty had it whole"
+            for name, stamp in delivered_whole.items() if _stamp(counterparty / name) != stamp]
+
+
+def _whole_deliveries(counterparty: Path) -> dict[str, tuple]:
+    """The counterparty's files that are complete (their flag is there), with inode and mtime."""
+    inbox = counterparty / "inbox"
+    return {p.relative_to(counterparty).as_posix(): _stamp(p) for p in inbox.rglob("*")
+            if p.is_file() and not p.name.endswith((".ok", ".tmp")) and p.with_name(p.name + ".ok").exists()}
+
+
+def _stamp(path: Path) -> tuple | None:
+    return (path.stat().st_ino, path.stat().st_mtime_ns) if path.exists() else None
+
+
+@pytest.mark.parametrize("trial_no", range(2))
+def test_the_whole_night_killed_anywhere_is_finished_by_duizhang_run(trial_no, reference: Reference, night, tmp_path):
+    total = sum(reference.durations.values())
+    moment = random.Random(f"{SEED}:night:{trial_no}").uniform(0.02, 0.98) * total
+    counterparty = Counterparty(tmp_path / "sftp", night)
+    work = tmp_path / "work"
+    problems = []
+    try:
+        driver = Driver(work, counterparty.url, night.ledger, counterparty.env, log=tmp_path / "killed.log")
+        assert driver.wait_for(reference.order[0], "start"), driver.error
+        time.sleep(moment)
+        stage = driver.running_stage
+        if not driver.alive():
+            pytest.fail(f"the night ended before the kill at {moment:.1f} s: {driver.error}")
+        driver.kill()
+        writing = in_flight(work, counterparty.root)
+        delivered_whole = _whole_deliveries(counterparty.root)
+        rerun = Driver(work, counterparty.url, night.ledger, counterparty.env, log=tmp_path / "rerun.log",
+                       argv=[sys.executable, "-m", "duizhang.cli", "run", CHANNEL, "--date", T.isoformat(),
+                             "--source", counterparty.url, "--ledger", str(night.ledger), "--workdir", str(work)])
+        if (code := rerun.finish()) != 0:
+            problems.append(f"duizhang run after the kill ended {code}; log {rerun.log}")
+        problems += differences(state(work, counterparty.root), reference.final)
+        problems += invariants(work, counterparty.root, night)
+        problems += written_again(counterparty.root, delivered_whole)
+        print(f"night killed at {moment:.1f} s, in {stage or 'between stages'}"
+              f"{' while writing ' + str([Path(w).name for w in writing]) if writing else ''}: "
+              f"{'; '.join(problems) or 'survived'}")
+    finally:
+        counterparty.close()
+    tally("kill anywhere in the night, rerun by duizhang run", survived=not problems)
+    assert not problems
