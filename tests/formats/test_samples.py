@@ -78,3 +78,29 @@ def test_sample(expected_path):
             assert _plain(row[key]) == value, f"line {check['line']} {key}: {row[key]!r}"
     summary = result.summary()
     assert summary["records"] == expected["records"] and summary["quarantined"] == len(expected["quarantine"])
+
+
+@pytest.mark.parametrize("expected_path", CASES, ids=[str(c.relative_to(c.parents[2]))[: -len(".expected.json")]
+                                                      for c in CASES])
+def test_cli_parse(expected_path, tmp_path, capsys):
+    """`duizhang parse LAYOUT FILE -o OUT.parquet` loads every valid sample and refuses every broken one, exit
+    code 1 and a message naming the file and what is wrong."""
+    import pyarrow.parquet as pq
+
+    from duizhang.cli import main
+
+    expected = json.loads(expected_path.read_text(encoding="utf-8"))
+    out = tmp_path / "out.parquet"
+    code = main(["parse", layout_of(expected_path), str(data_file(expected_path)), "-o", str(out)])
+    stdout, stderr = capsys.readouterr()
+    if "raises" in expected:
+        assert code == 1 and not out.exists()
+        assert stderr.startswith("duizhang: error: ") and expected.get("message_contains", "") in stderr
+        assert data_file(expected_path).name in stderr or expected["raises"] == "FlagMismatch", stderr
+        return
+    assert code == 0, stderr
+    assert pq.read_metadata(out).num_rows == expected["loaded"]
+    summary = json.loads(stdout)
+    assert (summary["records"], summary["quarantined"]) == (expected["records"], len(expected["quarantine"]))
+    quarantine = out.with_name(out.name + ".quarantine.parquet")
+    assert quarantine.exists() == bool(expected["quarantine"])
