@@ -697,6 +697,82 @@ def ledger() -> None:
          {"raises": "ControlTotalMismatch", "message_contains": "UNIONPAY_ACQ-20261121-CLR-0001 does not balance"})
 
 
+# --- more broken cases, derived from the valid samples written above ------------------------------------------
+
+def line_of(data: bytes, needle: bytes, nth: int = 1) -> int:
+    """The 1-based line of the nth occurrence of `needle` (where an XML record's start tag sits)."""
+    at = -1
+    for _ in range(nth):
+        at = data.index(needle, at + 1)
+    return data[:at].count(b"\n") + 1
+
+
+def more_broken() -> None:
+    """A few more broken cases for the layouts with the fewest, each a valid sample with one fault."""
+    def ok(layout: str, name: str) -> bytes:
+        return (ROOT / layout.replace(".", "/", 1) / name).read_bytes()
+
+    L = "tips.2102"
+    data = ok(L, "ok_pack_processed.xml")
+    case(L, "succnum_off", "xml", data.replace(b"<SuccNum>1</SuccNum>", b"<SuccNum>2</SuccNum>"),
+         {"raises": "ControlTotalMismatch", "message_contains": "SuccNum"})
+    second = line_of(data, b"<BatchReturn2102>", 2)
+    case(L, "bad_taxdate_return2", "xml", data.replace(b"<TaxDate>20261121</TaxDate>\r\n      <Result>24020",
+                                                       b"<TaxDate>20261131</TaxDate>\r\n      <Result>24020"),
+         {"records": 2, "loaded": 1, "quarantine": [{"line": second, "field": "TaxDate"}]})
+
+    L = "tips.3111"
+    data = ok(L, "ok_day_end.xml")
+    case(L, "curpacknum_off", "xml", data.replace(b"<CurPackNum>1</CurPackNum>", b"<CurPackNum>2</CurPackNum>"),
+         {"raises": "ControlTotalMismatch", "message_contains": "CurPackNum"})
+    case(L, "oritrano_not_digits", "xml", data.replace(b"<OriTraNo>00000001</OriTraNo>",
+                                                       b"<OriTraNo>0000000A</OriTraNo>"),
+         {"records": 1, "loaded": 0, "quarantine": [{"line": line_of(data, b"<BankCompare3111>"),
+                                                     "field": "OriTraNo"}]})
+    case(L, "traamt_three_decimals", "xml", data.replace(b"<TraAmt>823798.09</TraAmt>",
+                                                         b"<TraAmt>823798.091</TraAmt>"),
+         {"raises": "ControlTotalMismatch", "message_contains": "unreadable"})
+
+    L = "payroll.result_csv"
+    data = ok(L, "ok_20261121_RESULT.csv")
+    case(L, "success_count_off", "csv", data.replace("合计,2,".encode("gbk"), "合计,3,".encode("gbk")),
+         {"raises": "ControlTotalMismatch", "message_contains": "success_count"})
+    case(L, "utf8_instead_of_gbk", "csv", data.decode("gbk").encode("utf-8"), {"raises": "EncodingError"})
+
+    L = "payroll.result_xlsx"
+    from openpyxl import load_workbook
+    data = ok(L, "ok_20261121_RESULT.xlsx")
+
+    def edited(change) -> bytes:
+        wb = load_workbook(io.BytesIO(data))
+        change(wb.active)
+        return workbook_bytes(wb, dt.datetime(2026, 11, 22))
+
+    total_row = next(r for r in range(1, 20) if load_workbook(io.BytesIO(data)).active.cell(r, 1).value == "合计")
+    case(L, "fail_count_off", "xlsx", edited(lambda ws: ws.cell(total_row, 4, 2)),
+         {"raises": "ControlTotalMismatch", "message_contains": "fail_count"})
+    case(L, "missing_total_row", "xlsx", edited(lambda ws: ws.delete_rows(total_row)),
+         {"raises": "StructureError", "message_contains": "合计"})
+
+    L = "ledger.entries"
+    data = ok(L, "ok_unionpay_acq_20261121.csv")
+    case(L, "wrong_heading", "csv", data.replace(b"voucher_no,", b"voucher,", 1),
+         {"raises": "StructureError", "line": 1, "message_contains": "heading"})
+    case(L, "lf_line_ends", "csv", data.replace(b"\r\n", b"\n"), {"raises": "StructureError",
+                                                                   "message_contains": "LF"})
+
+    L = "housing_fund.bdc_res"
+    data = ok(L, "ok_result.dat")
+    case(L, "unknown_resp_code_line3", "dat", data.replace(b"|3003|", b"|9999|"),
+         {"records": 3, "loaded": 2, "quarantine": [{"line": 3, "field": "resp_code"}]})
+
+    L = "utility.hp"
+    data = ok(L, "ok_20261121.txt")
+    f = LAYOUTS[L].record("header").field("success_amount_fen")
+    case(L, "success_amount_off", "txt", patch(data, 1, f.start, b"1".rjust(f.width, b"0")),
+         {"raises": "ControlTotalMismatch", "message_contains": "success_amount_fen"})
+
+
 def main() -> None:
     for d in DIRS:
         folder = ROOT / d
@@ -709,6 +785,7 @@ def main() -> None:
     utility()
     payroll()
     ledger()
+    more_broken()
     print(f"wrote {sum(1 for _ in ROOT.rglob('*.expected.json')) - sum(1 for _ in (ROOT / 'nights').rglob('*.expected.json'))} cases")
 
 

@@ -29,11 +29,11 @@ def test_every_layout_is_registered_under_its_name():
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_every_layout_has_an_ok_sample_and_a_broken_one(name):
+def test_every_layout_has_an_ok_sample_and_several_broken_ones(name):
     folder = SAMPLES.joinpath(*name.split(".", 1))
     cases = [p.name[: -len(".expected.json")] for p in folder.glob("*.expected.json")]
     assert any(c.startswith("ok_") for c in cases), f"{name}: no ok_* sample"
-    assert any(not c.startswith("ok_") for c in cases), f"{name}: no broken sample"
+    assert sum(not c.startswith("ok_") for c in cases) >= 3, f"{name}: fewer than three broken samples"
 
 
 def test_fixed_width_records_add_up_to_the_record_length():
