@@ -328,6 +328,10 @@ def _match_one(channel: str, rule: MatchRule, date: dt.date, wd: Workdir) -> dic
         wd.publish("recon_result", rule.channel, date, results)
         wd.publish("recon_summary", rule.channel, date, summarise(results))
         wd.publish("quarantine", rule.channel, date, _analyst_quarantine(quarantine, rule.channel, date))
+        wd.publish("recon_files", rule.channel, date, pa.Table.from_pylist(
+            [{"channel": rule.channel, "business_date": date, "file": f["name"], "version": f["version"],
+              "md5": f["md5"], "records": f["records"], "quarantined": f["quarantined"], "amount_fen": f["amount_fen"]}
+             for f in files]))
     return {"conservation": conservation, "carried_in": sum(_carried_in(prev, side)[0] for side in inputs),
             "previous_day_results": prev is not None, "previous_results_date": prev_date,
             "files": [f["name"] for f in files]}
@@ -431,7 +435,7 @@ def answer(channel: str, date: dt.date, wd: Workdir) -> dict:
                 out["errors_files"].append(csv_path.name)
         if out["returns"]:
             wd.publish("returns", channel, date, pa.Table.from_pylist(
-                [r | {"channel": channel, "business_date": date} for r in out["returns"]]))
+                [{"channel": channel, "business_date": date} | r for r in out["returns"]]))
     _write_json(parsed / "answer.json", out)
     return out
 
@@ -476,8 +480,9 @@ def _answer_disputes(wd: Workdir, channel: str, date: dt.date, f: dict, out_dir:
     today = wd.read_table("recon_result", channel, date)
     breaks = pa.concat_tables(earlier or [today.slice(0, 0)], promote_options="default")
     reply = reply_disputes(f["name"], errn, errn_quarantine, acomn, journal, breaks, date, out_dir)
-    wd.publish("dispute_decisions", channel, date, reply.decisions)
-    wd.publish("dispute_queue", channel, date, reply.queue)
+    for name, decided in (("dispute_decisions", reply.decisions), ("dispute_queue", reply.queue)):
+        wd.publish(name, channel, date, decided.add_column(0, "channel", pa.array([channel] * decided.num_rows,
+                                                                                   pa.string())))
     wd.publish("dispute_resolved", channel, date, reply.resolved)
     log.info("%s %s: disputes of %s answered in %s: %d decided, %d queued for analysts, %d breaks resolved",
              channel, date, f["name"], reply.path.name, reply.decisions.num_rows - reply.queue.num_rows,

@@ -50,7 +50,33 @@ TABLES = {
         ("account_hash", "VARCHAR", "keyed SHA-256 of the card/account number, to join on"),
         ("event_time", "TIMESTAMP", "transaction time"),
         ("sign", "INTEGER", "+1 money in, -1 money out for the bank"),
-        ("detail", "VARCHAR", "a short description"))),
+        ("detail", "VARCHAR", "a short description"),
+        ("open_days", "INTEGER", "business dates the item has been open (carried items)"),
+        ("batch_no", "VARCHAR", "the journal's batch of a batch control row (settlement, centre, employer)"))),
+    "recon_files": Table("which file and version each reconciliation read: the provenance of its results", _KEY + (
+        ("file", "VARCHAR", "file name (recon_result.source_file)"), ("version", "BIGINT", "the version read"),
+        ("md5", "VARCHAR", "MD5 of that version"), ("records", "BIGINT", "detail records, readable and quarantined"),
+        ("quarantined", "BIGINT", "records quarantined"), ("amount_fen", "BIGINT", "their money in fen"))),
+    "returns": Table("one row per inbound batch: answered (its return file), rejected whole, or held and why", _KEY + (
+        ("file", "VARCHAR", "the inbound batch file"), ("version", "BIGINT", "its version"),
+        ("records", "BIGINT", "its detail records"), ("status", "VARCHAR", "answered, rejected whole or held"),
+        ("return_file", "VARCHAR", "the return file sent back (none when held)"),
+        ("reason", "VARCHAR", "why it was held or rejected"))),
+    "dispute_decisions": Table("UnionPay disputes (ERRN) and the bank's decision on each (ERRR)", _KEY + (
+        ("err_type", "VARCHAR", "the dispute type"), ("stan", "VARCHAR", "trace number"),
+        ("txn_time", "VARCHAR", "MMDDhhmmss"), ("orig_stan", "VARCHAR", "original trace number"),
+        ("orig_txn_time", "VARCHAR", "original MMDDhhmmss"), ("pan_masked", "VARCHAR", "card, first 6 and last 4"),
+        ("amount_fen", "BIGINT", "disputed amount"), ("reason_code", "VARCHAR", "CUPS reason code"),
+        ("decision", "VARCHAR", "A accept, R refuse, P undecided (queued for analysts)"),
+        ("decision_amount_fen", "BIGINT", "amount accepted"), ("reply_reason", "VARCHAR", "the reply's reason"),
+        ("rule", "INTEGER", "the decision rule of unionpay.md that applied"), ("remark", "VARCHAR", "in words"),
+        ("source_file", "VARCHAR", "the ERRN file"), ("source_line", "BIGINT", "line in it"))),
+}
+TABLES["dispute_queue"] = Table("the undecided disputes (P): what analysts must decide",
+                                TABLES["dispute_decisions"].columns)
+TABLES["dispute_resolved"] = Table("breaks an accepted dispute resolved: their suspense is reversed",
+                                   TABLES["recon_result"].columns + (("resolved_on", "DATE", "resolution date"),))
+TABLES |= {
     "recon_summary": Table("records and money per side and outcome", _KEY + (
         ("side", "VARCHAR", "counterparty or ledger"), ("outcome", "VARCHAR", "the outcome"),
         ("records", "BIGINT", "number of records"), ("amount_fen", "BIGINT", "their money in fen"))),

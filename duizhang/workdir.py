@@ -21,9 +21,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-WAREHOUSE_TABLES = ("recon_result", "recon_summary", "file_registry_snapshot", "quarantine", "clearing", "validation",
-                    "break_status")
-
 _CONTROL_SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
     channel TEXT NOT NULL, business_date TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
