@@ -97,7 +97,7 @@ def fetch(channel: str, date: dt.date, source: str, wd: Workdir, *, wait_seconds
             raise NothingToReconcile(f"{channel} {date}: no file matching {matcher.pattern} in {remote_dir} "
                                      f"on {source if '@' not in str(source) else 'the SFTP server'}")
         for name in names:
-            if known := _already_received(wd, channel, date, name, src.read_flag(remote_dir, name).md5):
+            if known := _already_received(wd, channel, date, name, src.read_flag(remote_dir, name)):
                 registered.append(known)
                 continue
             got = src.fetch(remote_dir, name, staging)
@@ -106,11 +106,13 @@ def fetch(channel: str, date: dt.date, source: str, wd: Workdir, *, wait_seconds
     return registered
 
 
-def _already_received(wd: Workdir, channel: str, date: dt.date, remote_name: str, remote_md5: str) -> dict | None:
-    """The registry row of a file received before with the MD5 its flag now announces: no need to download it."""
+def _already_received(wd: Workdir, channel: str, date: dt.date, remote_name: str, flag) -> dict | None:
+    """The registry row of a file received before with the MD5 and record count its flag now announces: no need
+    to download it (a corrected count on the same data is downloaded and registered as a flag correction)."""
     with wd.control() as db:
-        known = db.execute("SELECT * FROM files WHERE channel=? AND business_date=? AND name=? AND remote_md5=?",
-                           (channel, date.isoformat(), remote_name.removesuffix(".gz"), remote_md5)).fetchone()
+        known = db.execute("SELECT * FROM files WHERE channel=? AND business_date=? AND name=? AND remote_md5=? "
+                           "AND flag_records=?", (channel, date.isoformat(), remote_name.removesuffix(".gz"),
+                                                  flag.md5, flag.record_count)).fetchone()
     if known is None or not Path(known["local_path"]).exists():
         return None
     log.info("%s %s: %s already received as version %s (its flag announces the same MD5): not downloaded again",
@@ -125,10 +127,19 @@ def _register(wd: Workdir, channel: str, date: dt.date, got) -> dict:
         known = db.execute("SELECT * FROM files WHERE channel=? AND business_date=? AND name=? AND md5=?",
                            (channel, d, got.name, got.md5)).fetchone()
         if known and Path(known["local_path"]).exists():
+            if known["flag_records"] != got.flag.record_count:
+                # The same data with a corrected flag (the count was wrong): the version keeps its data, takes
+                # the new flag, and is parsed again.
+                Path(known["local_path"]).with_name(f"{got.name}.ok").write_bytes(got.flag.render())
+                db.execute("UPDATE files SET flag_records=?, remote_md5=?, status='received', detail=NULL WHERE "
+                           "channel=? AND business_date=? AND name=? AND md5=?",
+                           (got.flag.record_count, got.flag.md5, channel, d, got.name, got.md5))
+                log.warning("%s %s: %s version %s received again with a corrected flag (%d records, was %d)",
+                            channel, d, got.name, known["version"], got.flag.record_count, known["flag_records"])
             db.execute("COMMIT")
             log.info("%s %s: %s already received as version %s (same MD5): not stored again",
                      channel, d, got.name, known["version"])
-            return dict(known) | {"duplicate": True}
+            return dict(known) | {"flag_records": got.flag.record_count, "duplicate": True}
         version = db.execute("SELECT coalesce(max(version), 0) + 1 FROM files WHERE channel=? AND business_date=? "
                              "AND name=?", (channel, d, got.name)).fetchone()[0]
         if known:

@@ -13,6 +13,7 @@ from connectors.sftp import Source
 from connectors.sftp_server import EmbeddedSftpServer
 from duizhang import pipeline
 from duizhang.workdir import Workdir
+from formats.errors import FlagMismatch
 from formats.flag import write_flag
 
 NIGHTS = Path(__file__).resolve().parents[1] / "sample_files" / "nights"
@@ -118,3 +119,17 @@ def test_a_changed_file_for_a_delivered_name_needs_the_operators_force(server, w
     with wd.control() as db:
         statuses = sorted(r["status"] for r in db.execute("SELECT status FROM deliveries"))
     assert statuses == ["delivered", "forced"]
+
+
+def test_the_same_data_resent_with_a_corrected_flag_is_parsed_again(server, wd):
+    remote = server.root / "outbox" / "20261121" / "IND26112101ACOMN"
+    records = remote.read_bytes().count(b"\r\n")
+    write_flag(remote, record_count=records + 1)   # the counterparty's flag miscounts
+    pipeline.fetch("unionpay_acq", T1, server.endpoint(), wd)
+    with pytest.raises(FlagMismatch, match="record count"):
+        pipeline.parse("unionpay_acq", T1, wd)
+    write_flag(remote, record_count=records)        # ... and resends the flag corrected, the data unchanged
+    again = pipeline.fetch("unionpay_acq", T1, server.endpoint(), wd)
+    assert [(f["version"], f["flag_records"]) for f in again] == [(1, records)]
+    manifest = pipeline.parse("unionpay_acq", T1, wd)
+    assert [f["records"] for f in manifest["files"]] == [records]
