@@ -97,6 +97,10 @@ def _read_lines(path: Path, layout: FileLayout) -> Batch:
     others: dict[str, pa.Table] = {}
     for rec, (line, raw, values, err) in [*zip(leading, head), *zip(trailing, tail)]:
         values = _fit_record(rec, line, raw, values, err, path.name)
+        if (i := _stray_carriage_return(values, layout)) is not None:
+            raise StructureError(path.name, f"the {rec.name} line holds a carriage return inside "
+                                 f"{rec.fields[i].name if i < len(rec.fields) else 'a value'}", line=line,
+                                 expected="no line break inside a value", found=values[i])
         table, q = type_rows([RawRow(line, raw, values)], rec, layout, path.name)
         if q is not None:
             bad = q.to_pylist()[0]
@@ -110,12 +114,22 @@ def _read_lines(path: Path, layout: FileLayout) -> Batch:
             err = (detail.fields[0].name, repr(detail.match), values[0])
         if err is None and len(values) != len(detail.fields):
             err = ("record", f"{len(detail.fields)} fields", f"{len(values)} fields")
+        if err is None and (i := _stray_carriage_return(values, layout)) is not None:
+            err = (detail.fields[i].name, "a value without a line break", values[i])
         rows.append(RawRow(line, raw, values if err is None or err[0] != "record" else [], err))
     if rows:
         table, q = type_rows(rows, detail, layout, path.name, schema_record=layout.detail)
     else:
         table, q = _empty_records(layout), None
     return Batch(table, q if q is not None else empty_quarantine(layout), others, len(lines))
+
+
+def _stray_carriage_return(values: list, layout: FileLayout) -> int | None:
+    """The first value holding a CR, in a layout without quoting (where no value can hold a line break, and the
+    writer refuses one): a broken line end, never text."""
+    if layout.quoting != "none":
+        return None
+    return next((i for i, v in enumerate(values) if isinstance(v, str) and "\r" in v), None)
 
 
 class _RowShapeError(Exception):
