@@ -102,6 +102,61 @@ def test_streaming_to_parquet_equals_reading_whole_across_batch_boundaries(tmp_p
     assert table["order_id"].to_pylist()[7].startswith("订单号")
 
 
+def _faulty_acomn(tmp_path, n=3000) -> Path:
+    """An ACOMN file with faults at and across batch edges: a bad amount, a short line, a 70 KB line (longer
+    than the read buffer), GBK rows, and a last line without its line end."""
+    from bench.gen_acomn import chunk
+    mat = chunk(0, n, dt.date(2026, 11, 21), np.random.default_rng(4))
+    mat[63, 62:74] = np.frombuffer(b"00000000X000", dtype=np.uint8)
+    data = mat.tobytes()
+    data = (data[: 640 * 502] + b"9" * 70_000 + b"\r\n" + data[640 * 502: 1001 * 502 - 3] + b"\r\n"
+            + data[1001 * 502: -2])
+    path = tmp_path / "IND26112101ACOMN"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("batch", [64, 100, 4096])
+def test_parallel_parsing_gives_what_one_thread_gives(tmp_path, monkeypatch, batch):
+    path = _faulty_acomn(tmp_path)
+    monkeypatch.setattr(fixed_width, "BATCH_RECORDS", batch)
+    results = []
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(fixed_width, "WORKERS", workers)
+        results.append(fixed_width.read(path, ACOMN))
+    one = results[0]
+    assert one.detail_count == 3001 and one.lines == 3001
+    assert [(r["_line"], r["_field"]) for r in one.quarantine.to_pylist()] == [(64, "amount_fen"), (641, "record"),
+                                                                               (1002, "record")]
+    for other in results[1:]:
+        assert other.records.equals(one.records) and other.quarantine.equals(one.quarantine)
+        assert (other.detail_count, other.lines) == (one.detail_count, one.lines)
+
+
+def test_a_rejected_chunk_in_the_middle_stops_the_read_and_frees_the_threads(tmp_path, monkeypatch):
+    """An error parsing one chunk is raised when its turn comes, in file order; an early stop of the consumer
+    neither hangs nor leaves parsing threads behind."""
+    import threading
+    monkeypatch.setattr(fixed_width, "BATCH_RECORDS", 100)
+    path = _faulty_acomn(tmp_path)
+    data = bytearray(path.read_bytes())
+    start = 2000 * 502 + 70_002 - 1  # lines 2001.. (after the long line, and the short one a byte short)
+    order = ACOMN.detail.field("order_id")
+    chinese = "订单号码".encode("utf-8")  # 12 bytes
+    for k in range(2000, 2100):
+        at = start + (k - 2000) * 502 + order.start - 1
+        data[at: at + len(chinese)] = chinese
+    path.write_bytes(bytes(data))
+    before = threading.active_count()
+    with pytest.raises(EncodingError, match="UTF-8") as info:
+        fixed_width.read(path, ACOMN)
+    assert info.value.line == 2002  # line 2001 of records, after the 70 KB line
+    batches = fixed_width.iter_batches(path, ACOMN)
+    next(batches)
+    batches.close()
+    assert threading.active_count() == before
+
+
 def test_a_rejected_file_leaves_no_parquet(tmp_path):
     path = SAMPLES / "unionpay" / "acomn" / "ok_20261121.txt"
     wrong = Flag(path.name, path.stat().st_size, 6, md5_of(path))
