@@ -78,6 +78,9 @@ class AirflowCluster:
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "operator:op",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(home / "passwords.json"),
             "AIRFLOW__CORE__PARALLELISM": "4",
+            # the log servers of the workers and the triggerer: free ports too (parallel sessions, the API port)
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
@@ -87,7 +90,7 @@ class AirflowCluster:
             env |= {
                 "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
                 "AIRFLOW__CELERY__BROKER_URL": os.environ.get("DUIZHANG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
-                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db.url.replace("+psycopg2", ""),
+                "AIRFLOW__CELERY__RESULT_BACKEND": "db+" + db.url,
                 "AIRFLOW__CELERY__WORKER_CONCURRENCY": "2",
                 "AIRFLOW__OPERATORS__DEFAULT_QUEUE": self.queue,
             }
@@ -105,8 +108,10 @@ class AirflowCluster:
         commands = {"api-server": ["api-server", "--port", str(self.port), "--host", "127.0.0.1"],
                     "scheduler": ["scheduler"], "dag-processor": ["dag-processor"], "triggerer": ["triggerer"]}
         for i in range(self.celery_workers):
+            # the logs are files under one AIRFLOW_HOME, read by the API server: no log server per worker
             commands[f"celery-worker-{i + 1}"] = ["celery", "worker", "--queues", self.queue, "--concurrency", "2",
-                                                  "--celery-hostname", f"worker{i + 1}-{self.queue}@%h"]
+                                                  "--celery-hostname", f"worker{i + 1}-{self.queue}@%h",
+                                                  "--skip-serve-logs"]
         for name, args in commands.items():
             log = open(self.home / f"{name}.log", "wb")
             self.processes[name] = subprocess.Popen([AIRFLOW, *args], env=self.env, stdout=log,

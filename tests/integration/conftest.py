@@ -4,14 +4,12 @@ embedded SFTP server serving the sample nights with its host key pinned in the A
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from connectors.sftp_server import EmbeddedSftpServer
-from duizhang.demo import NIGHTS
+from duizhang.demo import NIGHTS, serve_nights
 
 from .cluster import AirflowCluster, PostgresDatabase
 
@@ -21,19 +19,17 @@ PAN_KEY = "integration-test-pan-hash-key"
 
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
-    """A counterparty SFTP account holding the sample nights of unionpay_acq, and a copy of the core journal
-    extracts that a test may break and repair."""
+    """Every channel's counterparty SFTP account holding its sample nights (one embedded server each, host key
+    pinned in the Airflow connection), and a copy of the core journal extracts that a test may break and repair."""
     root = tmp_path_factory.mktemp("night")
-    shutil.copytree(NIGHTS / "unionpay_acq", root / "sftp" / "unionpay_acq")
     shutil.copytree(NIGHTS / "ledger", root / "ledger")
-    with EmbeddedSftpServer(root / "sftp" / "unionpay_acq") as server:
-        yield {"root": root, "server": server, "ledger": root / "ledger", "workdir": root / "work"}
+    with serve_nights(root) as connections:
+        yield {"root": root, "connections": connections, "ledger": root / "ledger", "workdir": root / "work"}
 
 
 def cluster_for(night: dict, home: Path, *, celery_workers: int = 0):
     db = PostgresDatabase()
-    cluster = AirflowCluster(home, db, {
-        "AIRFLOW_CONN_DUIZHANG_UNIONPAY_ACQ": json.dumps(night["server"].airflow_connection()),
+    cluster = AirflowCluster(home, db, night["connections"] | {
         "DUIZHANG_WORKDIR": str(night["workdir"]),
         "DUIZHANG_LEDGER": str(night["ledger"]),
         "DUIZHANG_PAN_HASH_KEY": PAN_KEY,
