@@ -63,9 +63,15 @@ def task_failed(context) -> None:
 
 def deadline_missed(channel: str, deadline_minutes: int, context: dict | None = None, **_) -> None:
     """The DeadlineAlert callback: the run of `channel` is still going `deadline_minutes` after its scheduled start."""
+    import pendulum
+
+    from _tasks import business_date
     run = (context or {}).get("dag_run") or {}
     get = run.get if isinstance(run, dict) else lambda key: getattr(run, key, None)
-    conf = get("conf") or {}
-    hook()(Alert("deadline_missed", channel, conf.get("business_date"), get("run_id"), None,
+    logical_date = get("logical_date")
+    when = business_date({"params": get("conf") or {},
+                          "logical_date": pendulum.parse(logical_date) if isinstance(logical_date, str) else logical_date,
+                          "dag_run": run})
+    hook()(Alert("deadline_missed", channel, when.isoformat(), get("run_id"), None,
                  f"the run has not finished {deadline_minutes} minutes after its scheduled start: the answers due to the "
                  "counterparty may be late; look at the running or failed tasks of this run"))
