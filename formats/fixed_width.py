@@ -8,6 +8,7 @@ file whose structure, controls or encoding are wrong raises.
 """
 from __future__ import annotations
 
+import mmap
 import os
 import queue
 import re
@@ -119,69 +120,64 @@ def iter_batches(path: Path, layout: FileLayout, batch_records: int | None = Non
                  workers: int | None = None) -> Iterator[Batch]:
     """Yield the file as batches of parsed records, in file order, each batch ending on a line end.
 
-    The calling thread reads chunks; `workers` threads parse them (numpy, Arrow and the codec release the GIL,
-    so both cores work), and batches come out in file order whatever order they finish in. A few read buffers
-    are reused for the whole file (fresh multi-MB allocations cost page faults on every batch); every array a
-    batch holds is its own copy, so a buffer is free again once its batch is built."""
+    The file is mapped into memory (no copy out of the page cache); the calling thread cuts it into chunks of
+    whole lines and `workers` threads parse them (numpy, Arrow and the codec release the GIL, so both cores
+    work). Batches come out in file order whatever order they finish in. Every array a batch holds is its own
+    copy, so once a chunk is parsed its pages are dropped from this process (they stay in the page cache):
+    memory stays bounded by the chunks in flight, whatever the file's size."""
     workers = workers or WORKERS
-    free: queue.Queue = queue.Queue()
-    for _ in range(workers + 2):  # being read, being parsed by each worker, one parsed and waiting
-        free.put(bytearray((batch_records or BATCH_RECORDS) * (layout.record_bytes + len(layout.line_end))))
-
-    def parse(buf: bytearray, size: int, first_line: int) -> Batch:
-        try:
-            batch = _parse_chunk(memoryview(buf)[:size], layout, first_line, path.name)
-        except BaseException:
-            buf = bytearray(len(buf))  # the traceback still views the old one: it must not be refilled
-            raise
-        finally:
-            free.put(buf)
-        return batch
-
-    with ThreadPoolExecutor(workers, thread_name_prefix=f"parse:{path.name}") as pool:
-        pending: deque = deque()
-        try:
-            line_no = 0
-            for buf, size in _chunks(path, layout, free):
-                lines = _frame(memoryview(buf)[:size], layout)[1]
-                pending.append(pool.submit(parse, buf, size, line_no))
-                line_no += lines
-                while len(pending) > workers:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        finally:
-            pool.shutdown(cancel_futures=True)
-
-
-def _chunks(path: Path, layout: FileLayout, free: queue.Queue) -> Iterator[tuple[bytearray, int]]:
-    """The file as (buffer, size) chunks, each ending on a line end (the last one: where the file ends), each in
-    a buffer taken from `free`. The bytes after a chunk's last line end start the next buffer."""
-    end = layout.line_end
-    carry = b""
+    size = path.stat().st_size
+    if not size:
+        return
     with open(path, "rb") as f:
-        while True:
-            buf = free.get()
-            if len(buf) <= len(carry):  # the previous buffer was grown for a very long line
-                buf.extend(bytes(len(carry)))
-            buf[: len(carry)] = carry
-            with memoryview(buf) as view:
-                got = f.readinto(view[len(carry):])
-            total = len(carry) + got
-            while total == len(buf) and buf.rfind(end, 0, total) < 0:
-                buf.extend(bytes(len(buf)))  # one line longer than the buffer: grow it and read on
-                with memoryview(buf) as view:
-                    total += f.readinto(view[total:])
-            if not total:
-                free.put(buf)
-                return
-            if total < len(buf):  # end of file: the rest, whether or not it ends with a line end
-                yield buf, total
-                carry = b""
-                continue
-            cut = buf.rfind(end, 0, total) + len(end)
-            carry = bytes(buf[cut:total])
-            yield buf, cut
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+
+        def parse(start: int, stop: int, first_line: int) -> Batch:
+            batch = _parse_chunk(memoryview(mapped)[start:stop], layout, first_line, path.name)
+            first_page = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+            last_page = stop // mmap.PAGESIZE * mmap.PAGESIZE
+            if last_page > first_page:  # whole pages of this chunk only: a page it shares with the next stays
+                mapped.madvise(mmap.MADV_DONTNEED, first_page, last_page - first_page)
+            return batch
+
+        chunk_bytes = (batch_records or BATCH_RECORDS) * (layout.record_bytes + len(layout.line_end))
+        with ThreadPoolExecutor(workers, thread_name_prefix=f"parse:{path.name}") as pool:
+            pending: deque = deque()
+            try:
+                line_no = 0
+                for start, stop in _chunks(mapped, size, layout.line_end, chunk_bytes):
+                    lines = _frame(memoryview(mapped)[start:stop], layout)[1]
+                    pending.append(pool.submit(parse, start, stop, line_no))
+                    line_no += lines
+                    while len(pending) > workers:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:
+                pool.shutdown(cancel_futures=True)
+    finally:
+        try:
+            mapped.close()
+        except BufferError:  # a traceback still views it: it is unmapped when that goes
+            pass
+
+
+def _chunks(mapped: mmap.mmap, size: int, end: bytes, chunk_bytes: int) -> Iterator[tuple[int, int]]:
+    """(start, stop) byte ranges of about `chunk_bytes`, each ending on a line end (the last one: where the file
+    ends). A line longer than a chunk doubles the chunk size from there on."""
+    start = 0
+    while start < size:
+        if size - start < chunk_bytes:  # the rest, whether or not it ends with a line end
+            yield start, size
+            return
+        cut = mapped.rfind(end, start, start + chunk_bytes)
+        if cut < 0:
+            chunk_bytes *= 2
+            continue
+        yield start, cut + len(end)
+        start = cut + len(end)
 
 
 def _frame(data, layout: FileLayout) -> tuple[np.ndarray | None, int]:
