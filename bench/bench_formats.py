@@ -1,6 +1,6 @@
 """Benchmark of the fixed-width hot path: ACOMN file -> zstd Parquet, against pandas.read_fwf.
 
-    python bench/bench_formats.py [--n 10000000] [--fwf-n 200000] [--dir /tmp/duizhang-bench] [--repeat 2]
+    python bench/bench_formats.py [--n 10000000] [--fwf-n 200000] [--dir /tmp/duizhang-bench] [--repeat 3]
 
 Generates the files once (bench/gen_acomn.py; kept in --dir for later runs), then runs each measurement in a
 fresh child process so that its peak RSS is its own: `fixed_width.read_to_parquet` on N records (the flag file
@@ -82,7 +82,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10_000_000)
     ap.add_argument("--fwf-n", type=int, default=200_000)
     ap.add_argument("--dir", type=Path, default=Path("/tmp/duizhang-bench"))
-    ap.add_argument("--repeat", type=int, default=2, help="runs of the engine; the best is reported")
+    ap.add_argument("--repeat", type=int, default=3, help="runs of the engine; the best and the median are reported")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -102,18 +102,23 @@ def main() -> None:
             print(f"generated {n:,} records in {folder} ({time.perf_counter() - t0:.1f} s)")
     data = big / "IND26112101ACOMN"
     out = a.dir / "acomn.parquet"
+    load_before = os.getloadavg()[0]
     runs = [_run_child("engine", str(data), str(out)) for _ in range(a.repeat)]
     best = min(runs, key=lambda r: r["wall_s"])
+    typical = sorted(runs, key=lambda r: r["wall_s"])[len(runs) // 2]
     fwf = _run_child("fwf", str(small / "IND26112101ACOMN"))
     small_engine = _run_child("engine", str(small / "IND26112101ACOMN"), str(a.dir / "small.parquet"))
     rate = best["records"] / best["wall_s"]
     all_runs = ", ".join(f"{r['wall_s']:.2f} s" for r in runs)
     fwf_rate = fwf["records"] / fwf["wall_s"]
-    print(f"machine: {os.cpu_count()} cores; load average {os.getloadavg()[0]:.2f} (other work on the machine "
-          "slows every figure)")
+    print(f"machine: {os.cpu_count()} cores; load average {load_before:.2f} before, {os.getloadavg()[0]:.2f} after "
+          "(other work on the machine slows every figure)")
     print(f"read_to_parquet  {best['records']:>11,} records  {best['wall_s']:6.2f} s  {rate:12,.0f} records/s  "
           f"cpu {best['cpu_s']:.2f} s  peak RSS {best['peak_rss_mb']:.0f} MB  parquet {best['parquet_mb']:.0f} MB"
-          f"  (runs: {all_runs})")
+          f"  (best of runs: {all_runs})")
+    print(f"read_to_parquet  typical (median) run {typical['wall_s']:.2f} s, "
+          f"{typical['records'] / typical['wall_s']:,.0f} records/s; "
+          f"cpu per record {best['cpu_s'] / best['records'] * 1e9:.0f} ns (both cores together)")
     print(f"read_to_parquet  {small_engine['records']:>11,} records  {small_engine['wall_s']:6.2f} s  "
           f"{small_engine['records'] / small_engine['wall_s']:12,.0f} records/s  (the read_fwf file)")
     print(f"pandas.read_fwf  {fwf['records']:>11,} records  {fwf['wall_s']:6.2f} s  {fwf_rate:12,.0f} records/s  "
