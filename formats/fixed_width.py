@@ -28,7 +28,7 @@ from formats.flag import Flag
 from formats.layout import SPACE, Code, Const, Date8, Digits, FileLayout, Int, Parsed, Record, SignedFen, Text
 from formats.result import Batch, ReadResult, Totals, empty_quarantine, quarantine_table
 
-BATCH_RECORDS = 32_768        # records parsed at a time: small enough that the buffers are reused, not re-faulted
+BATCH_RECORDS = 32_768        # records parsed at a time (one chunk of the file, one task of a parsing thread)
 ROW_GROUP_ROWS = 262_144     # records per Parquet row group: fewer, larger groups than one per batch, small enough
                               # that encoding group k overlaps parsing group k+1
 WORKERS = min(2, os.cpu_count() or 1)  # parsing threads: this machine has 2 cores
@@ -52,8 +52,8 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
     The Parquet file appears (atomic rename) only when the whole file has been read and its controls hold; a
     rejected file leaves no Parquet file. The returned result holds the header, trailer, quarantine and counts,
     with an empty `records` table. Parsing and Parquet encoding overlap: a writer thread encodes row group k
-    while the caller's thread parses the batches of row group k+1 (both release the GIL in numpy, Arrow and
-    the Parquet encoder)."""
+    while the parsing threads (`iter_batches`) parse the batches of row group k+1 (all release the GIL in numpy,
+    Arrow and the Parquet encoder)."""
     path, out = Path(path), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     totals = Totals(layout)
