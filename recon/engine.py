@@ -4,16 +4,21 @@ The steps, all set-based:
 1. items: the counterparty's records (the rule's SQL), the journal rows of the channel for T, and the items left
    PENDING on T-1 (read from T-1's stored results: state is derived, never accumulated, so rerunning T gives the
    same answer whatever ran after it);
-2. groups: per match key, how many items each side has, their amounts and statuses;
+2. groups: per match key, how many items each side has, their amounts and statuses (and, for a key held by a
+   single item, that item: the one-sided breaks come from here without a second pass over the items);
 3. outcome, in a fixed precedence: QUARANTINED, DUPLICATE, AMOUNT_MISMATCH, STATUS_MISMATCH, MATCHED, PENDING,
    COUNTERPARTY_ONLY, LEDGER_ONLY, each with a reason in words;
 4. for one-sided breaks, the nearest candidate on the other side (same account and amount), searched among the
    breaks only, named in the reason.
 Conservation is then checked against counts taken from the inputs, not from the results.
+
+At volume (bench/bench_recon.py): the items stream from the inputs (no materialised copy of the wide rows), the
+keyed hash (64 characters) is computed after the sort, so the sort carries the 19-character account instead.
 """
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,8 @@ RESULT_COLUMNS = """
     journal_no, matched_with, source_file, source_line, origin_date, account_masked, account_hash,
     event_time, sign, detail, open_days, batch_no
 """
+THREADS = 2
+MEMORY_LIMIT = "2GB"
 _ACCOUNT_FIELDS = "'pan', 'account_no', 'acct_no', 'PayAcct', 'payer_acct', 'payee_acct', 'transfer_in_pan'"
 
 
@@ -66,17 +73,24 @@ def reconcile_to_parquet(rule: MatchRule, business_date: dt.date, inputs: Inputs
     Python memory); returns the number of result rows."""
     con = _connect(inputs, hash_key)
     try:
-        con.execute("SET preserve_insertion_order = false")
+        # zstd level 1 and Parquet 2 encodings (delta strings): the hashes and references compress as well as at
+        # the default level, for a third less CPU
         con.execute(f"COPY ({compile_rule(rule, business_date)}) TO '{Path(out).as_posix()}' "
-                    "(FORMAT parquet, COMPRESSION zstd)")
+                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION v2)")
         return con.execute(f"SELECT count(*) FROM read_parquet('{Path(out).as_posix()}')").fetchone()[0]
     finally:
         con.close()
 
 
 def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
-    """A connection with the inputs as `cp_raw`, `cp_quarantine`, `ledger_raw`, `prev` (Arrow or Parquet paths)."""
-    con = duckdb.connect()
+    """A connection with the inputs as `cp_raw`, `cp_quarantine`, `ledger_raw`, `prev` (Arrow or Parquet paths).
+
+    Both cores; DuckDB's own memory capped so that a night of 10 million records a side stays within the 3 GB the
+    process may use (the sort, the groups and the join spill to disk beyond it); insertion order preserved, so the
+    sorted rows reach the Parquet file in their order."""
+    con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT,
+                                 "temp_directory": str(Path(tempfile.gettempdir()) / "duizhang-recon-spill"),
+                                 "preserve_insertion_order": True})
     carried = inputs.carried if inputs.carried is not None else _empty_results()
     for name, data in (("cp_raw", inputs.counterparty), ("cp_quarantine", inputs.quarantine),
                        ("ledger_raw", inputs.ledger), ("prev", carried)):
@@ -89,53 +103,53 @@ def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
 
 
 def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
-    """The rule as one DuckDB query over `cp_raw`, `cp_quarantine`, `ledger_raw` and `prev` (T-1's results)."""
+    """The rule as one DuckDB query over `cp_raw`, `cp_quarantine`, `ledger_raw` and `prev` (T-1's results).
+
+    Built for volume: items enter as a pipeline (no materialised copy of the wide rows), the groups per key hold
+    only what the classification needs, the nearest-candidate search sees only the one-sided groups (few), and the
+    masked account, the keyed hash and the reason are computed in the final projection."""
     t = business_date.isoformat()
     cp_sql = rule.counterparty_items.replace("{business_date}", t)
     pending = rule.ledger_pending_when or "false"
     control = rule.batch_control_when or "false"
-    window = rule.carry_forward_days
-    agree = " OR ".join(f"(g.cp_status = '{a}' AND g.lg_status = '{b}')" for a, b in sorted(rule.agreeing_statuses))
-    alone_ok = ", ".join(f"'{s}'" for s in sorted(rule.needs_no_ledger_row)) or "NULL"
     tol = rule.amount_tolerance_fen
     other = "CASE WHEN c.side = 'counterparty' THEN 'ledger' ELSE 'counterparty file' END"
     pending_note = rule.pending_note.replace("'", "''")
     control_note = rule.control_note.replace("'", "''")
     return f"""
-    WITH items AS (
+    WITH today AS NOT MATERIALIZED (
         SELECT 'counterparty' AS side, _file || ':' || _line AS record_ref, match_ref, amount_fen, status, sign,
-               account, event_time, detail, _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no,
-               DATE '{t}' AS origin_date, 0 AS open_days, status = 'P' AS pending_eligible, false AS is_control,
-               NULL::VARCHAR AS batch, false AS carried
+               account, NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash, event_time, detail,
+               _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no, DATE '{t}' AS origin_date,
+               0 AS open_days, status = 'P' AS pending_eligible, false AS is_control, NULL::VARCHAR AS batch
         FROM ({cp_sql})
         UNION ALL
         SELECT 'ledger', journal_no || ':' || seq_no, {rule.ledger_key}, amount_fen, status,
-               CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END, account_no, txn_time, memo, NULL, NULL, journal_no,
-               acct_date, 0, coalesce({pending}, false), coalesce({control}, false), batch_no, false
+               CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END, account_no, NULL, NULL, txn_time, memo, NULL, NULL, journal_no,
+               acct_date, 0, coalesce({pending}, false), coalesce({control}, false), batch_no
         FROM ledger_raw
         WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}' AND ({rule.ledger_where})
     ),
-    keyed AS (
-        SELECT *, {_mask('account')} AS account_masked, sha256(getvariable('hash_key') || account) AS account_hash
-        FROM items
-        UNION ALL
+    carried AS MATERIALIZED (
         -- the items left open on the previous business date, as they were stored (state derived, not kept)
-        SELECT side, record_ref, match_ref, amount_fen, status, sign, NULL, event_time, detail, source_file,
-               source_line, journal_no, origin_date, open_days + 1, true, false, NULL, true, account_masked,
-               account_hash
+        SELECT side, record_ref, match_ref, amount_fen, status, sign, NULL::VARCHAR AS account, account_masked,
+               account_hash, event_time, detail, source_file, source_line, journal_no, origin_date,
+               open_days + 1 AS open_days, true AS pending_eligible, false AS is_control, NULL::VARCHAR AS batch
         FROM prev WHERE outcome = 'PENDING' AND business_date < DATE '{t}'
     ),
     superseded AS (
         -- a carried in-transit item whose key arrives again today on its side is closed by today's record
         SELECT k.record_ref, min(t.record_ref) AS superseded_by
-        FROM (SELECT side, match_ref, record_ref FROM keyed WHERE carried AND status = 'P') k
-        JOIN keyed t ON t.side = k.side AND t.match_ref = k.match_ref AND NOT t.carried
-        GROUP BY k.record_ref
+        FROM carried k JOIN today t ON t.side = k.side AND t.match_ref = k.match_ref
+        WHERE k.status = 'P' GROUP BY k.record_ref
     ),
-    flagged AS (
-        SELECT k.*, s.superseded_by FROM keyed k LEFT JOIN superseded s USING (record_ref)
+    items AS NOT MATERIALIZED (
+        SELECT *, NULL::VARCHAR AS superseded_by, false AS carried FROM today
+        UNION ALL
+        SELECT c.*, s.superseded_by, true FROM carried c LEFT JOIN superseded s USING (record_ref)
     ),
-    groups AS (
+    groups AS MATERIALIZED (
+        -- per key, what each side holds; a key held once per side is the common case
         SELECT match_ref,
                count(*) FILTER (WHERE side = 'counterparty') AS n_cp,
                count(*) FILTER (WHERE side = 'ledger') AS n_lg,
@@ -146,10 +160,15 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
                max(status) FILTER (WHERE side = 'ledger') AS lg_status,
                max(sign) FILTER (WHERE side = 'counterparty') AS cp_sign,
                max(sign) FILTER (WHERE side = 'ledger') AS lg_sign,
-               max(record_ref) FILTER (WHERE side = 'counterparty') AS cp_ref,
-               max(record_ref) FILTER (WHERE side = 'ledger') AS lg_ref,
-               max(journal_no) FILTER (WHERE side = 'ledger') AS lg_journal
-        FROM flagged WHERE NOT is_control AND superseded_by IS NULL GROUP BY match_ref
+               -- read only where the side holds one item (a duplicate's reason does not name them): any is it
+               any_value(record_ref) FILTER (WHERE side = 'counterparty') AS cp_ref,
+               any_value(record_ref) FILTER (WHERE side = 'ledger') AS lg_ref,
+               any_value(journal_no) FILTER (WHERE side = 'ledger') AS lg_journal,
+               -- the item itself when the key has a single one (a one-sided break is searched for a candidate)
+               any_value(account) AS account, any_value(account_hash) AS account_hash,
+               any_value(event_time) AS event_time, any_value(open_days) AS open_days,
+               any_value(pending_eligible) AS pending_eligible
+        FROM items WHERE NOT is_control AND superseded_by IS NULL GROUP BY match_ref
     ),
     batches AS (
         -- one-to-many: a batch's control rows against its successful detail rows; balanced when Σ signed = 0
@@ -161,38 +180,16 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
                count(*) FILTER (WHERE NOT is_control AND status = 'S') AS n_detail_ok,
                CAST(coalesce(sum(sign * amount_fen) FILTER (WHERE NOT is_control AND status = 'S'), 0) AS BIGINT)
                  AS detail_net
-        FROM flagged WHERE side = 'ledger' AND batch IS NOT NULL AND {'true' if rule.batch_control_when else 'false'}
+        FROM today WHERE side = 'ledger' AND batch IS NOT NULL AND {'true' if rule.batch_control_when else 'false'}
         GROUP BY batch
     ),
-    classified AS (
-        SELECT i.*, g.n_cp, g.n_lg, g.n_transit, g.cp_sign, g.lg_sign, g.cp_amount, g.lg_amount, g.cp_status, g.lg_status, g.lg_journal,
-               CASE WHEN i.side = 'counterparty' THEN g.lg_ref ELSE g.cp_ref END AS other_ref,
-               b.n_control, b.n_control_keys, b.control_net, b.n_detail, b.n_detail_ok, b.detail_net,
-               CASE
-                 WHEN i.superseded_by IS NOT NULL THEN 'MATCHED'
-                 WHEN i.is_control THEN CASE
-                     WHEN b.n_control > b.n_control_keys THEN 'DUPLICATE'
-                     WHEN b.n_detail = 0 THEN 'LEDGER_ONLY'
-                     WHEN b.control_net + b.detail_net <> 0 THEN 'AMOUNT_MISMATCH'
-                     ELSE 'MATCHED' END
-                 WHEN g.n_cp > 1 OR g.n_lg > 1 THEN 'DUPLICATE'
-                 WHEN g.n_transit > 0 AND i.open_days < {window} THEN 'PENDING'
-                 WHEN g.n_cp = 1 AND g.n_lg = 1
-                      AND (abs(g.cp_amount - g.lg_amount) > {tol} OR g.cp_sign <> g.lg_sign) THEN 'AMOUNT_MISMATCH'
-                 WHEN g.n_cp = 1 AND g.n_lg = 1 AND NOT ({agree}) THEN 'STATUS_MISMATCH'
-                 WHEN g.n_cp = 1 AND g.n_lg = 1 THEN 'MATCHED'
-                 WHEN g.n_cp = 1 AND g.cp_status IN ({alone_ok}) THEN 'MATCHED'
-                 WHEN i.pending_eligible AND i.open_days < {window} THEN 'PENDING'
-                 WHEN g.n_cp = 1 THEN 'COUNTERPARTY_ONLY'
-                 ELSE 'LEDGER_ONLY'
-               END AS outcome
-        FROM flagged i
-        LEFT JOIN groups g ON g.match_ref = i.match_ref AND NOT i.is_control AND i.superseded_by IS NULL
-        LEFT JOIN batches b ON b.batch = i.batch AND i.is_control
-    ),
     one_sided AS (
-        SELECT side, record_ref, match_ref, account_hash, amount_fen, event_time FROM classified
-        WHERE outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY') AND NOT is_control
+        -- the breaks with no item on the other side (few): the only ones searched for a nearest candidate
+        SELECT CASE WHEN n_cp = 1 THEN 'counterparty' ELSE 'ledger' END AS side, coalesce(cp_ref, lg_ref) AS record_ref,
+               match_ref, coalesce(cp_amount, lg_amount) AS amount_fen, event_time,
+               coalesce(sha256(getvariable('hash_key') || account), account_hash) AS account_hash
+        FROM (SELECT *, NULL AS superseded_by, false AS is_control FROM groups WHERE n_cp + n_lg = 1) g
+        WHERE {_outcome(rule, 'g', 'g')} IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
     ),
     nearest AS (
         -- for a one-sided break, the nearest break on the other side with the same account and amount
@@ -203,77 +200,124 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
         QUALIFY row_number() OVER (PARTITION BY a.record_ref
                                    ORDER BY abs(coalesce(epoch(b.event_time) - epoch(a.event_time), 0)),
                                             b.record_ref) = 1
+    ),
+    classified AS (
+        SELECT i.*, g.n_cp, g.n_lg, g.n_transit, g.cp_sign, g.lg_sign, g.cp_amount, g.lg_amount, g.cp_status,
+               g.lg_status, g.lg_journal, CASE WHEN i.side = 'counterparty' THEN g.lg_ref ELSE g.cp_ref END AS other_ref,
+               b.n_control, b.n_control_keys, b.control_net, b.n_detail, b.n_detail_ok, b.detail_net,
+               {_outcome(rule, 'i', 'g', 'b')} AS outcome
+        FROM items i
+        LEFT JOIN groups g ON g.match_ref = i.match_ref AND NOT i.is_control AND i.superseded_by IS NULL
+        LEFT JOIN batches b ON b.batch = i.batch AND i.is_control
+    ),
+    ordered AS (
+        -- the published rows in their order; the keyed hash (64 characters) is made after the sort
+        SELECT c.side, c.record_ref, c.match_ref, c.outcome,
+               CASE
+                 WHEN c.superseded_by IS NOT NULL THEN 'in transit since ' || c.origin_date || ', closed by '
+                      || c.superseded_by || ' of ' || DATE '{t}'
+                 WHEN c.is_control THEN 'batch ' || c.batch || ': ' || CASE c.outcome
+                     WHEN 'DUPLICATE' THEN 'ambiguous, ' || c.n_control || ' {control_note} rows for '
+                          || c.n_control_keys || ' key(s); which one settles the batch cannot be decided'
+                     WHEN 'LEDGER_ONLY' THEN '{control_note} of ' || abs(c.control_net)
+                          || ' fen but no detail row of the batch in the ledger of ' || DATE '{t}'
+                     WHEN 'AMOUNT_MISMATCH' THEN '{control_note} nets ' || abs(c.control_net) || ' fen, its '
+                          || c.n_detail_ok || ' successful detail row(s) ' || abs(c.detail_net)
+                          || ' fen: differs by ' || abs(c.control_net + c.detail_net) || ' fen'
+                     ELSE '{control_note} balances its ' || c.n_detail_ok || ' successful detail row(s) ('
+                          || abs(c.detail_net) || ' fen)' END
+                 WHEN c.outcome = 'DUPLICATE' THEN 'ambiguous: key ' || c.match_ref || ' appears ' || c.n_cp
+                      || ' time(s) on the counterparty side and ' || c.n_lg
+                      || ' time(s) in the ledger; none of them is matched'
+                 WHEN c.outcome = 'AMOUNT_MISMATCH' THEN
+                      (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal
+                            ELSE 'counterparty record ' || c.other_ref END) || ' has the same key'
+                      || CASE WHEN c.cp_amount <> c.lg_amount THEN ', amount differs by ' || (c.cp_amount - c.lg_amount)
+                              || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
+                              ELSE '' END
+                      || CASE WHEN c.cp_sign <> c.lg_sign THEN ', direction differs (counterparty '
+                              || CASE c.cp_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ' of the customer, ledger '
+                              || CASE c.lg_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ')' ELSE '' END
+                 WHEN c.outcome = 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says '
+                      || c.cp_status || ' and the ledger says ' || c.lg_status
+                      || ' (S succeeded, F failed, R reversed, P in transit)'
+                      || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
+                              || ', window ended)' ELSE '' END
+                 WHEN c.outcome = 'MATCHED' THEN CASE
+                      WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
+                      WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on '
+                           || DATE '{t}' || ' by ' || c.other_ref
+                      WHEN c.cp_status <> c.lg_status THEN 'one row each; the ledger says ' || c.lg_status
+                           || ' (reported to the counterparty in the return file)'
+                      ELSE 'key, amount and status agree' END
+                 WHEN c.outcome = 'PENDING' THEN CASE WHEN c.n_transit > 0
+                      THEN 'in transit at the counterparty (status P); expected to settle in the next file'
+                      ELSE '{pending_note}' END || ' (open since ' || c.origin_date || ')'
+                 ELSE 'no ' || {other} || ' row with key ' || c.match_ref
+                      || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
+                              || ', window ended)' ELSE '' END
+                      || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
+                         || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
+                                 WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
+                                 ELSE (-n.minutes) || ' minutes earlier' END
+                         || ' with another key (' || n.near_key || ')', '')
+               END AS reason,
+               c.amount_fen,
+               c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
+               c.status, c.cp_status AS counterparty_status, c.lg_status AS ledger_status,
+               coalesce(c.journal_no, CASE WHEN c.outcome = 'MATCHED' THEN c.lg_journal END) AS journal_no,
+               CASE WHEN c.superseded_by IS NOT NULL THEN c.superseded_by
+                    WHEN c.is_control AND c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH') THEN 'batch ' || c.batch
+                    WHEN c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH', 'STATUS_MISMATCH') THEN c.other_ref END
+                 AS matched_with,
+               c.source_file, c.source_line, c.origin_date,
+               coalesce({_mask('c.account')}, c.account_masked) AS account_masked, c.account, c.account_hash AS stored_hash,
+               c.event_time, c.sign, c.detail, c.open_days, c.batch AS batch_no
+        FROM classified c
+        LEFT JOIN nearest n ON n.record_ref = c.record_ref AND c.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
+        UNION ALL
+        SELECT 'counterparty', _file || ':' || _line, NULL, 'QUARANTINED',
+               'line ' || _line || ', field ' || _field || ': expected ' || _expected || ', found '
+                 || CASE WHEN _field IN ({_ACCOUNT_FIELDS}) THEN '(masked)' ELSE _actual END,
+               amount_fen, NULL, NULL, NULL, NULL, NULL, NULL, NULL, _file, _line, DATE '{t}', NULL, NULL, NULL,
+               NULL, NULL, NULL, 0, NULL
+        FROM cp_quarantine
+        ORDER BY side, source_file NULLS LAST, source_line NULLS LAST, record_ref
     )
-    SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, c.side, c.record_ref, c.match_ref, c.outcome,
-           CASE
-             WHEN c.superseded_by IS NOT NULL THEN 'in transit since ' || c.origin_date || ', closed by '
-                  || c.superseded_by || ' of ' || DATE '{t}'
-             WHEN c.is_control THEN 'batch ' || c.batch || ': ' || CASE c.outcome
-                 WHEN 'DUPLICATE' THEN 'ambiguous, ' || c.n_control || ' {control_note} rows for '
-                      || c.n_control_keys || ' key(s); which one settles the batch cannot be decided'
-                 WHEN 'LEDGER_ONLY' THEN '{control_note} of ' || abs(c.control_net)
-                      || ' fen but no detail row of the batch in the ledger of ' || DATE '{t}'
-                 WHEN 'AMOUNT_MISMATCH' THEN '{control_note} nets ' || abs(c.control_net) || ' fen, its '
-                      || c.n_detail_ok || ' successful detail row(s) ' || abs(c.detail_net)
-                      || ' fen: differs by ' || abs(c.control_net + c.detail_net) || ' fen'
-                 ELSE '{control_note} balances its ' || c.n_detail_ok || ' successful detail row(s) ('
-                      || abs(c.detail_net) || ' fen)' END
-             WHEN c.outcome = 'DUPLICATE' THEN 'ambiguous: key ' || c.match_ref || ' appears ' || c.n_cp
-                  || ' time(s) on the counterparty side and ' || c.n_lg
-                  || ' time(s) in the ledger; none of them is matched'
-             WHEN c.outcome = 'AMOUNT_MISMATCH' THEN
-                  (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal
-                        ELSE 'counterparty record ' || c.other_ref END) || ' has the same key'
-                  || CASE WHEN c.cp_amount <> c.lg_amount THEN ', amount differs by ' || (c.cp_amount - c.lg_amount)
-                          || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
-                          ELSE '' END
-                  || CASE WHEN c.cp_sign <> c.lg_sign THEN ', direction differs (counterparty '
-                          || CASE c.cp_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ' of the customer, ledger '
-                          || CASE c.lg_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ')' ELSE '' END
-             WHEN c.outcome = 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says '
-                  || c.cp_status || ' and the ledger says ' || c.lg_status
-                  || ' (S succeeded, F failed, R reversed, P in transit)'
-                  || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
-                          || ', window ended)' ELSE '' END
-             WHEN c.outcome = 'MATCHED' THEN CASE
-                  WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
-                  WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on '
-                       || DATE '{t}' || ' by ' || c.other_ref
-                  WHEN c.cp_status <> c.lg_status THEN 'one row each; the ledger says ' || c.lg_status
-                       || ' (reported to the counterparty in the return file)'
-                  ELSE 'key, amount and status agree' END
-             WHEN c.outcome = 'PENDING' THEN CASE WHEN c.n_transit > 0
-                  THEN 'in transit at the counterparty (status P); expected to settle in the next file'
-                  ELSE '{pending_note}' END || ' (open since ' || c.origin_date || ')'
-             ELSE 'no ' || {other} || ' row with key ' || c.match_ref
-                  || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
-                          || ', window ended)' ELSE '' END
-                  || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
-                     || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
-                             WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
-                             ELSE (-n.minutes) || ' minutes earlier' END
-                     || ' with another key (' || n.near_key || ')', '')
-           END AS reason,
-           c.amount_fen,
-           c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
-           c.status, c.cp_status AS counterparty_status, c.lg_status AS ledger_status,
-           coalesce(c.journal_no, CASE WHEN c.outcome = 'MATCHED' THEN c.lg_journal END) AS journal_no,
-           CASE WHEN c.superseded_by IS NOT NULL THEN c.superseded_by
-                WHEN c.is_control AND c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH') THEN 'batch ' || c.batch
-                WHEN c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH', 'STATUS_MISMATCH') THEN c.other_ref END
-             AS matched_with,
-           c.source_file, c.source_line, c.origin_date, c.account_masked, c.account_hash, c.event_time,
-           c.sign, c.detail, c.open_days, c.batch AS batch_no
-    FROM classified c LEFT JOIN nearest n USING (record_ref)
-    UNION ALL
-    SELECT '{rule.channel}', DATE '{t}', 'counterparty', _file || ':' || _line, NULL, 'QUARANTINED',
-           'line ' || _line || ', field ' || _field || ': expected ' || _expected || ', found '
-             || CASE WHEN _field IN ({_ACCOUNT_FIELDS}) THEN '(masked)' ELSE _actual END,
-           amount_fen, NULL, NULL, NULL, NULL, NULL, NULL, NULL, _file, _line, DATE '{t}', NULL, NULL, NULL,
-           NULL, NULL, 0, NULL
-    FROM cp_quarantine
-    ORDER BY side, source_file NULLS LAST, source_line NULLS LAST, record_ref
+    SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, side, record_ref, match_ref, outcome, reason,
+           amount_fen, counterparty_amount_fen, ledger_amount_fen, status, counterparty_status, ledger_status,
+           journal_no, matched_with, source_file, source_line, origin_date, account_masked,
+           coalesce(sha256(getvariable('hash_key') || account), stored_hash) AS account_hash, event_time, sign, detail,
+           open_days, batch_no
+    FROM ordered
     """
+
+
+def _outcome(rule: MatchRule, i: str, g: str, b: str | None = None) -> str:
+    """The outcome of item `i` given its key's group `g` (and, for a batch control row, its batch `b`), in a fixed
+    precedence. One expression, used to classify and to find the one-sided breaks."""
+    window = rule.carry_forward_days
+    agree = " OR ".join(f"({g}.cp_status = '{x}' AND {g}.lg_status = '{y}')" for x, y in sorted(rule.agreeing_statuses))
+    alone_ok = ", ".join(f"'{s}'" for s in sorted(rule.needs_no_ledger_row)) or "NULL"
+    control = (f"""WHEN {i}.is_control THEN CASE
+                     WHEN {b}.n_control > {b}.n_control_keys THEN 'DUPLICATE'
+                     WHEN {b}.n_detail = 0 THEN 'LEDGER_ONLY'
+                     WHEN {b}.control_net + {b}.detail_net <> 0 THEN 'AMOUNT_MISMATCH'
+                     ELSE 'MATCHED' END""" if b else "")
+    return f"""CASE
+                 WHEN {i}.superseded_by IS NOT NULL THEN 'MATCHED'
+                 {control}
+                 WHEN {g}.n_cp > 1 OR {g}.n_lg > 1 THEN 'DUPLICATE'
+                 WHEN {g}.n_transit > 0 AND {i}.open_days < {window} THEN 'PENDING'
+                 WHEN {g}.n_cp = 1 AND {g}.n_lg = 1 AND (abs({g}.cp_amount - {g}.lg_amount) > {rule.amount_tolerance_fen}
+                      OR {g}.cp_sign <> {g}.lg_sign) THEN 'AMOUNT_MISMATCH'
+                 WHEN {g}.n_cp = 1 AND {g}.n_lg = 1 AND NOT ({agree}) THEN 'STATUS_MISMATCH'
+                 WHEN {g}.n_cp = 1 AND {g}.n_lg = 1 THEN 'MATCHED'
+                 WHEN {g}.n_cp = 1 AND {g}.cp_status IN ({alone_ok}) THEN 'MATCHED'
+                 WHEN {i}.pending_eligible AND {i}.open_days < {window} THEN 'PENDING'
+                 WHEN {g}.n_cp = 1 THEN 'COUNTERPARTY_ONLY'
+                 ELSE 'LEDGER_ONLY'
+               END"""
 
 
 def _empty_results() -> pa.Table:
