@@ -148,27 +148,20 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
         UNION ALL
         SELECT c.*, s.superseded_by, true FROM carried c LEFT JOIN superseded s USING (record_ref)
     ),
+    cp_keys AS ({_per_key('counterparty')}),
+    lg_keys AS ({_per_key('ledger')}),
     groups AS MATERIALIZED (
-        -- per key, what each side holds; a key held once per side is the common case
-        SELECT match_ref,
-               count(*) FILTER (WHERE side = 'counterparty') AS n_cp,
-               count(*) FILTER (WHERE side = 'ledger') AS n_lg,
-               count(*) FILTER (WHERE side = 'counterparty' AND status = 'P') AS n_transit,
-               max(amount_fen) FILTER (WHERE side = 'counterparty') AS cp_amount,
-               max(amount_fen) FILTER (WHERE side = 'ledger') AS lg_amount,
-               max(status) FILTER (WHERE side = 'counterparty') AS cp_status,
-               max(status) FILTER (WHERE side = 'ledger') AS lg_status,
-               max(sign) FILTER (WHERE side = 'counterparty') AS cp_sign,
-               max(sign) FILTER (WHERE side = 'ledger') AS lg_sign,
-               -- read only where the side holds one item (a duplicate's reason does not name them): any is it
-               any_value(record_ref) FILTER (WHERE side = 'counterparty') AS cp_ref,
-               any_value(record_ref) FILTER (WHERE side = 'ledger') AS lg_ref,
-               any_value(journal_no) FILTER (WHERE side = 'ledger') AS lg_journal,
+        -- per key, what each side holds (a key held once per side is the common case); a duplicate's reason names
+        -- no record, so `ref` and `journal` are read only where the side holds one item
+        SELECT coalesce(c.match_ref, l.match_ref) AS match_ref, coalesce(c.n, 0) AS n_cp, coalesce(l.n, 0) AS n_lg,
+               coalesce(c.n_transit, 0) AS n_transit, c.amount AS cp_amount, l.amount AS lg_amount,
+               c.status AS cp_status, l.status AS lg_status, c.sign AS cp_sign, l.sign AS lg_sign, c.ref AS cp_ref,
+               l.ref AS lg_ref, l.journal AS lg_journal,
                -- the item itself when the key has a single one (a one-sided break is searched for a candidate)
-               any_value(account) AS account, any_value(account_hash) AS account_hash,
-               any_value(event_time) AS event_time, any_value(open_days) AS open_days,
-               any_value(pending_eligible) AS pending_eligible
-        FROM items WHERE NOT is_control AND superseded_by IS NULL GROUP BY match_ref
+               coalesce(c.account, l.account) AS account, coalesce(c.account_hash, l.account_hash) AS account_hash,
+               coalesce(c.event_time, l.event_time) AS event_time, coalesce(c.open_days, l.open_days) AS open_days,
+               coalesce(c.pending_eligible, l.pending_eligible) AS pending_eligible
+        FROM cp_keys c FULL JOIN lg_keys l ON c.match_ref = l.match_ref
     ),
     batches AS (
         -- one-to-many: a batch's control rows against its successful detail rows; balanced when Σ signed = 0
@@ -291,6 +284,17 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
            open_days, batch_no
     FROM ordered
     """
+
+
+def _per_key(side: str) -> str:
+    """One side's items per key: how many, their amount, status and sign, and the single item's own fields."""
+    return f"""
+        SELECT match_ref, count(*) AS n, count(*) FILTER (WHERE status = 'P') AS n_transit, max(amount_fen) AS amount,
+               max(status) AS status, max(sign) AS sign, any_value(record_ref) AS ref, any_value(journal_no) AS journal,
+               any_value(account) AS account, any_value(account_hash) AS account_hash,
+               any_value(event_time) AS event_time, any_value(open_days) AS open_days,
+               any_value(pending_eligible) AS pending_eligible
+        FROM items WHERE side = '{side}' AND NOT is_control AND superseded_by IS NULL GROUP BY match_ref"""
 
 
 def _outcome(rule: MatchRule, i: str, g: str, b: str | None = None) -> str:
