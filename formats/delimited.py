@@ -32,6 +32,8 @@ from formats.result import Batch, ReadResult, Totals, empty_quarantine
 _MULTIBYTE = ("gbk", "gb18030", "gb2312")
 
 
+BLOCK_BYTES = 16 << 20  # an RFC 4180 extract is parsed by Arrow a block at a time
+
 def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:
     """Read a delimited file. Bad lines are quarantined; a bad file raises a `FileRejected` subclass.
 
@@ -72,11 +74,18 @@ def iter_batches(path: Path, layout: FileLayout):
     through Arrow's CSV reader in blocks; any other layout, or such a file with a malformed row, is read line by
     line (files of thousands of lines)."""
     if _arrow_csv_applies(layout):
+        yielded = False
         try:
-            yield from _arrow_csv_batches(path, layout)
+            for batch in _arrow_csv_batches(path, layout):
+                yielded = True
+                yield batch
             return
-        except _RowShapeError:
-            pass  # a row with the wrong number of fields: the line-by-line path finds and quarantines it
+        except _RowShapeError as e:
+            if yielded:  # batches already handed on cannot be taken back: reading again would count them twice
+                raise StructureError(path.name, "a row has the wrong number of fields, found after the first "
+                                     "block of the streamed extract", line=e.line, expected=f"{e.expected} fields",
+                                     found=f"{e.found} fields") from None
+            # a row with the wrong number of fields: the line-by-line path finds and quarantines it
     yield _read_lines(path, layout)
 
 
@@ -133,7 +142,11 @@ def _stray_carriage_return(values: list, layout: FileLayout) -> int | None:
 
 
 class _RowShapeError(Exception):
-    pass
+    def __init__(self, row=None) -> None:
+        super().__init__()
+        self.line = row.number if row is not None else None
+        self.expected = row.expected_columns if row is not None else None
+        self.found = row.actual_columns if row is not None else None
 
 
 def _arrow_csv_applies(layout: FileLayout) -> bool:
@@ -163,7 +176,7 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
     try:
         reader = pa_csv.open_csv(
             path,
-            read_options=pa_csv.ReadOptions(encoding=layout.encoding, block_size=16 << 20),
+            read_options=pa_csv.ReadOptions(encoding=layout.encoding, block_size=BLOCK_BYTES),
             parse_options=pa_csv.ParseOptions(delimiter=layout.delimiter, quote_char='"', double_quote=True,
                                               newlines_in_values=True, invalid_row_handler=invalid),
             convert_options=pa_csv.ConvertOptions(column_types={t: pa.string() for t in titles},
@@ -190,7 +203,7 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
         except pa.ArrowInvalid as e:
             raise _csv_error(path.name, layout, e) from None
         if bad_rows:
-            raise _RowShapeError()
+            raise _RowShapeError(bad_rows[0])
         n = rb.num_rows
         lines = np.arange(line + 1, line + n + 1, dtype=np.int64)
         line += n
@@ -205,7 +218,7 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
         first_batch = False
         yield Batch(table, q if q is not None else empty_quarantine(layout), others, n + (1 if others else 0))
     if bad_rows:
-        raise _RowShapeError()
+        raise _RowShapeError(bad_rows[0])
     if first_batch:  # a heading line and no detail
         yield Batch(_empty_records(layout), empty_quarantine(layout), {heading.name: heading_table}, 1)
 

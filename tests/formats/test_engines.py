@@ -262,6 +262,26 @@ def test_journal_extract_streams_and_keeps_quoted_line_breaks(tmp_path):
     assert result.records["memo"][5].as_py() == "第5行,\n备注"
 
 
+def test_a_malformed_row_past_the_first_block_of_an_extract_is_never_counted_twice(tmp_path, monkeypatch):
+    """A streamed extract hands on its blocks as they are read; a row with the wrong number of fields found
+    after that cannot send the file back to the line-by-line reader (it would count the first blocks twice)."""
+    layout = LAYOUTS["ledger.journal"]
+    base = registry.read(SAMPLES / "ledger" / "journal" / "ok_20261121.csv", layout.name).records.drop_columns(["_line"])
+    rows = pa.concat_tables([base] * 1000)
+    path = tmp_path / "CORE_JOURNAL_20261121.csv"
+    delimited.write(path, layout, rows)
+    lines = path.read_bytes().split(layout.line_end)
+    lines[2500] += b",one too many"
+    path.write_bytes(layout.line_end.join(lines))
+    monkeypatch.setattr(delimited, "BLOCK_BYTES", 4096)
+    try:
+        result = registry.read(path, layout.name)
+    except StructureError as e:
+        assert "wrong number of fields" in str(e)
+    else:  # Arrow had read ahead past the row before handing on the first block: the line reader took over
+        assert result.detail_count == rows.num_rows and result.quarantined == 1
+
+
 def test_excel_number_cell_account_is_a_row_error_with_its_text():
     result = registry.read(SAMPLES / "payroll" / "batch_xlsx" / "excel_account_as_number_row7.xlsx",
                            "payroll.batch_xlsx")
