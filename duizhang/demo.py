@@ -31,6 +31,8 @@ def airflow_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, st
         "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
         "GX_ANALYTICS_ENABLED": "false",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT), str(PROJECT / "dags"), env.get("PYTHONPATH")])),
+        # `airflow standalone` starts its components as `airflow ...` from PATH: this virtualenv's, not another
+        "PATH": os.pathsep.join(filter(None, [str(Path(sys.executable).parent), env.get("PATH")])),
     })
     env.setdefault("AIRFLOW__DATABASE__SQL_ALCHEMY_CONN", f"sqlite:///{home / 'airflow.db'}")
     env.update(extra or {})

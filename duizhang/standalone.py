@@ -3,6 +3,7 @@ serving its sample nights and the sample core journal, so that a newcomer can se
 rerun it on the sample files (business dates 2026-11-21 and 2026-11-22)."""
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ def main() -> int:
             "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
             # The sample nights are in the past: no scheduled run of "yesterday"; trigger with a business_date.
             "DUIZHANG_GO_LIVE": "2100-01-01",
+            # One JWT secret for every component (unset, each would draw its own and reject the others' tokens).
+            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_hex(32),
         })
         print(f"Airflow UI on http://127.0.0.1:8080 with the DAGs {', '.join(night_channels())}: trigger one with "
               "business_date 2026-11-21 (then 2026-11-22); Ctrl-C stops")
