@@ -441,12 +441,15 @@ def _decode_text(sub: np.ndarray, encoding: str, file_name: str,
     Rows of printable ASCII go straight to Arrow; only rows holding bytes >= 0x80 go through the codec, all in
     one call (joined by a line feed, a byte no text row holds and no multi-byte character can absorb)."""
     n, w = sub.shape
-    rows_of = _field_bytes(sub, 0, w).reshape(n, w)
-    lowest, highest = rows_of.min(axis=1), rows_of.max(axis=1)
-    undecodable = (lowest < SPACE) | (highest == 0x7F)  # control bytes are never text
-    high = highest >= 0x80
-    if high.any():  # DEL among non-ASCII bytes (the row maximum shows it only in ASCII rows)
-        undecodable[high] |= (rows_of[high] == 0x7F).any(axis=1)
+    flat = _field_bytes(sub, 0, w)
+    rows_of = flat.reshape(n, w)
+    # Control bytes are never text. Checked over the whole field first (a contiguous pass); row by row only
+    # when there is one to find (a reduction along short rows is several times slower).
+    if n and (flat.min() < SPACE or (flat == 0x7F).any()):
+        undecodable = ((rows_of < SPACE) | (rows_of == 0x7F)).any(axis=1)
+    else:
+        undecodable = np.zeros(n, dtype=bool)
+    high = ~pc.string_is_ascii(_strings(flat, n, w)).to_numpy(zero_copy_only=False)
     special = high | undecodable
     ascii_rows = rows_of.copy() if special.any() else rows_of
     ascii_rows[special] = SPACE
