@@ -205,7 +205,7 @@ class Driver:
 
     def __init__(self, workdir: Path, source: str, ledger: str | Path, env: dict[str, str], *,
                  first: str | None = None, last: str | None = None, pause: bool = False, log: Path,
-                 argv: list[str] | None = None) -> None:
+                 argv: list[str] | None = None, env_extra: dict[str, str] | None = None) -> None:
         args = argv or [sys.executable, str(DRIVER), CHANNEL, T.isoformat(), source, str(ledger), str(workdir),
                         *([first or ""] if first or last else []), *([last] if last else [])]
         self.events: queue.Queue = queue.Queue()
@@ -214,7 +214,7 @@ class Driver:
         self.proc = subprocess.Popen(
             args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(log, "ab"), text=True,
             env=os.environ | env | {"DUIZHANG_PAN_HASH_KEY": PAN_KEY, "FAULTS_PAUSE": "1" if pause else "0",
-                                    "PYTHONPATH": str(ROOT)})
+                                    "PYTHONPATH": str(ROOT)} | (env_extra or {}))
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
@@ -394,6 +394,7 @@ def invariants(workdir: Path, counterparty_root: Path, night: Night) -> list[str
 class Reference:
     order: list[str]                       # the stages as `pipeline.run` calls them
     durations: dict[str, float]            # seconds each took, undisturbed
+    replaces: dict[str, int]               # how many finished temporary files each put in place
     before: dict[str, Path]                # a copy of the workdir and the counterparty's inbox as each stage starts
     state_before: dict[str, dict[str, str]] = field(default_factory=dict)
     final: dict[str, str] = field(default_factory=dict)
@@ -413,7 +414,7 @@ def reference(night, tmp_path_factory) -> Reference:
     counterparty = Counterparty(base / "sftp", night)
     work = base / "work"
     driver = Driver(work, counterparty.url, night.ledger, counterparty.env, pause=True, log=base / "driver.log")
-    ref = Reference([], {}, {}, workdir=work, counterparty=base / "sftp")
+    ref = Reference([], {}, {}, {}, workdir=work, counterparty=base / "sftp")
     try:
         while (event := driver.next_event()) is not None:
             if event["event"] == "ready":
@@ -430,18 +431,23 @@ def reference(night, tmp_path_factory) -> Reference:
         counterparty.close()
     assert code == 0, f"the undisturbed night failed: {driver.error}; log {driver.log}"
     ref.durations = driver.durations()
+    for event in driver.seen:
+        if event["event"] == "replace":
+            ref.replaces[event["stage"]] = ref.replaces.get(event["stage"], 0) + 1
     ref.final = state(work, base / "sftp")
     assert not (problems := invariants(work, base / "sftp", night)), problems
     print(f"\nreference night ({night.records:,} records): " +
-          ", ".join(f"{s} {ref.durations[s]:.1f} s" for s in ref.order))
+          ", ".join(f"{s} {ref.durations[s]:.1f} s ({ref.replaces.get(s, 0)} renames)" for s in ref.order))
     return ref
 
 
 def copy_workdir(reference: Reference, stage: str, target: Path) -> Path:
     """The workdir as it was when `stage` started in the undisturbed night, copied to `target`. The registry
-    holds absolute paths to the landed files: they are pointed at the copy, or the trial would read the
-    reference's files."""
+    (and the steps' JSON records) hold absolute paths into the workdir: they are pointed at the copy, or the trial
+    would read the reference's files."""
     shutil.copytree(reference.before[stage] / "work", target)
+    for record in target.rglob("*.json"):
+        record.write_bytes(record.read_bytes().replace(str(reference.workdir).encode(), str(target).encode()))
     db = sqlite3.connect(target / "control.db")
     try:
         db.execute("UPDATE files SET local_path = replace(local_path, ?, ?)", (str(reference.workdir), str(target)))

@@ -9,11 +9,12 @@ night did after that stage.
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from .conftest import Counterparty, Driver, being_written, copy_workdir, differences, state, tally
+from .conftest import ROOT, Counterparty, Driver, being_written, copy_workdir, differences, state, tally
 from .test_kill import visible_partial_files
 
 pytestmark = pytest.mark.integration
@@ -21,6 +22,7 @@ pytestmark = pytest.mark.integration
 STAGES = ("fetch", "parse", "load_ledger", "match", "validate", "answer", "clear", "report")
 PAGE = 4096
 ROOM_AFTER = 1 << 30   # what "freeing space" gives back
+HUNG_AFTER = 90        # seconds: a stage that has not failed by then on a full disk hangs
 
 
 def du(path: Path) -> int:
@@ -56,7 +58,7 @@ def test_a_full_disk_fails_the_stage_cleanly_and_a_rerun_after_freeing_space_com
     before = reference.before[stage] / "work"
     after = reference.before[reference.order[i + 1]] / "work" if i + 1 < len(reference.order) else reference.workdir
     used, grows = du(before), du(after) - du(before)
-    size = used + max(grows // 2, PAGE) + 16 * PAGE    # some pages for directories and the SQLite WAL
+    size = used + max(grows // 2 // PAGE, 1) * PAGE   # half of what the stage writes (at least a page)
     disk = tmpfs(tmp_path / "disk", size)
     work = disk / "work"
     copy_workdir(reference, stage, work)
@@ -65,7 +67,10 @@ def test_a_full_disk_fails_the_stage_cleanly_and_a_rerun_after_freeing_space_com
     try:
         driver = Driver(work, counterparty.url, night.ledger, counterparty.env, first=stage, last=stage,
                         log=tmp_path / "full.log")
-        code = driver.finish()
+        try:
+            code = driver.finish(timeout=HUNG_AFTER)
+        except AssertionError:   # killed by finish
+            code = "hung"
         error = driver.error or {}
         full = error.get("errno") == 28 or any(s in error.get("message", "") for s in
                                                ("No space left on device", "disk is full"))
@@ -90,3 +95,19 @@ def test_a_full_disk_fails_the_stage_cleanly_and_a_rerun_after_freeing_space_com
         counterparty.close()
     tally(f"disk full in {stage}", survived=not problems)
     assert not problems
+
+
+def test_the_parquet_reader_on_a_full_disk_raises_instead_of_hanging(tmp_path, tmpfs):
+    """Minimal case of a fault the suite found: the fixed-width reader's writer thread hits ENOSPC after it has
+    taken the end-of-stream marker (a file smaller than a row group is written whole at the end), then waits for a
+    second marker that never comes while the caller waits for it: the parse step hangs forever on a full disk."""
+    disk = tmpfs(tmp_path / "disk", PAGE)
+    sample = next((ROOT / "sample_files" / "unionpay" / "acomn").glob("ok_*.txt"))
+    code = (f"from pathlib import Path\nfrom formats import registry\n"
+            f"registry.read_to_parquet(Path({str(sample)!r}), 'unionpay.acomn', Path({str(disk / 'out.parquet')!r}))")
+    try:
+        done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("read_to_parquet onto a full disk hung (no error after 60 s)")
+    assert done.returncode != 0 and "No space left on device" in done.stderr, done.stderr[-500:]
+    assert not list(disk.iterdir()), "a partial Parquet file is left"
