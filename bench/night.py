@@ -4,8 +4,8 @@
 
 Generates (once per size, cached in --data) a CUPS ACOMN file of N records for T = 2026-11-21, the core
 journal extract that goes with it (every approved record posted; one in a thousand posted with an amount one fen
-off, one in a thousand never posted, one in a thousand journal rows without a CUPS record) and an ERRN file of
-disputes (one per hundred approved purchases), serves the files from the embedded SFTP server (`--via sftp`, the
+off, one in a thousand never posted, one in a thousand journal rows without a CUPS record; one record in 40,000
+unreadable, quarantined) and an ERRN file of disputes (one per hundred approved purchases), serves the files from the embedded SFTP server (`--via sftp`, the
 ACOMN gzip-compressed as the specs allow unless `--plain`) or a local directory laid out the same way
 (`--via dir`), then runs the chain of `duizhang run` (fetch, parse, load_ledger, match, validate, answer, clear,
 deliver, report), each stage in its own process as an Airflow task would, and prints per stage the seconds,
@@ -36,12 +36,14 @@ from formats.flag import Flag, write_flag  # noqa: E402
 
 T = dt.date(2026, 11, 21)
 CHANNEL = "unionpay_acq"
+NIGHT_VERSION = 2        # in the cache folder's name: a night generated differently is generated anew
+SPOILED_EVERY = 40_000   # one ACOMN record in so many has a letter in its amount: quarantined, never matched
 
 
 def generate(records: int, data: Path, *, gzipped: bool) -> Path:
     """The counterparty account (`outbox/YYYYMMDD/`) and the ledger folder of a night of `records` records."""
     import gen_acomn
-    night = data / f"night_{records}"
+    night = data / f"night_{records}_v{NIGHT_VERSION}"
     account, ledger = night / "account", night / "ledger"
     acomn_dir = account / "outbox" / f"{T:%Y%m%d}"
     acomn = acomn_dir / f"IND{T:%y%m%d}01ACOMN"
@@ -50,6 +52,7 @@ def generate(records: int, data: Path, *, gzipped: bool) -> Path:
     if not acomn.with_name(acomn.name + ".ok").exists():
         print(f"generating {records:,} ACOMN records in {acomn_dir}", flush=True)
         gen_acomn.generate(records, acomn_dir, T)
+        _spoil(acomn, records)
     if gzipped and not (gz := acomn.with_name(acomn.name + ".gz.ok")).exists():
         _gzip_with_flag(acomn, records)
     if not (journal.with_name(journal.name + ".ok").exists() and errn.with_name(errn.name + ".ok").exists()):
@@ -71,6 +74,18 @@ def generate(records: int, data: Path, *, gzipped: bool) -> Path:
         for name in [*names, errn.name, errn.name + ".ok"]:
             (target / name).hardlink_to(acomn_dir / name)
     return night
+
+
+def _spoil(acomn: Path, records: int) -> None:
+    """A letter in the amount of record 17 and of every SPOILED_EVERY-th after it (a bad record the reader
+    quarantines with its line, as CUPS files sometimes have); the flag is written again for the new bytes."""
+    from formats.specs.unionpay.acomn import LAYOUT
+    amount = next(f for f in LAYOUT.detail.fields if f.name == "amount_fen")
+    with open(acomn, "r+b") as f:
+        for line in range(17, records + 1, SPOILED_EVERY):
+            f.seek((line - 1) * (LAYOUT.record_bytes + 2) + amount.start + 4)
+            f.write(b"X")
+    write_flag(acomn, records)
 
 
 def _gzip_with_flag(acomn: Path, records: int) -> None:

@@ -353,6 +353,10 @@ def invariants(workdir: Path, counterparty_root: Path, night: Night) -> list[str
             problems.append(f"records counted twice in recon_result: {sides}")
         counterparty = con.execute(f"SELECT count(*) FROM read_parquet('{results}') WHERE side = 'counterparty'"
                                    ).fetchone()[0]
+        quarantined = con.execute(f"SELECT count(*) FROM read_parquet('{results}') WHERE outcome = 'QUARANTINED'"
+                                  ).fetchone()[0]
+        listed = con.execute(f"SELECT count(*) FROM read_parquet('{str(results).replace('recon_result', 'quarantine')}')"
+                             ).fetchone()[0]
     finally:
         con.close()
     match = json.loads((workdir / "parsed" / CHANNEL / f"{T:%Y%m%d}" / "match.json").read_text())
@@ -365,6 +369,10 @@ def invariants(workdir: Path, counterparty_root: Path, night: Night) -> list[str
     if acomn["records"] != night.records or conservation["counterparty"]["records"] != night.records:
         problems.append(f"ACOMN: {night.records} records sent, {acomn['records']} parsed, "
                         f"{conservation['counterparty']['records']} reconciled")
+    parsed_bad = sum(f["quarantined"] for f in manifest["files"] if f["kind"] == "acomn")
+    if not quarantined == listed == parsed_bad > 0:
+        problems.append(f"quarantine: {parsed_bad} ACOMN records unreadable, {listed} listed for analysts, "
+                        f"{quarantined} with the QUARANTINED outcome")
     with sqlite3.connect(workdir / "control.db") as db:
         files = db.execute("SELECT name, count(*), max(version), group_concat(status) FROM files GROUP BY name"
                            ).fetchall()

@@ -8,6 +8,7 @@ night did after that stage.
 """
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,11 +58,12 @@ def test_a_full_disk_fails_the_stage_cleanly_and_a_rerun_after_freeing_space_com
     i = reference.order.index(stage)
     before = reference.before[stage] / "work"
     after = reference.before[reference.order[i + 1]] / "work" if i + 1 < len(reference.order) else reference.workdir
-    used, grows = du(before), du(after) - du(before)
-    size = used + max(grows // 2 // PAGE, 1) * PAGE   # half of what the stage writes (at least a page)
-    disk = tmpfs(tmp_path / "disk", size)
-    work = disk / "work"
-    copy_workdir(reference, stage, work)
+    grows = du(after) - du(before)
+    disk = tmpfs(tmp_path / "disk", 2 * du(after) + ROOM_AFTER)
+    work = copy_workdir(reference, stage, disk / "work")
+    fs = os.statvfs(disk)
+    size = (fs.f_blocks - fs.f_bfree) * fs.f_frsize + max(grows // 2 // PAGE, 1) * PAGE   # half what the stage writes
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(disk)], check=True)
     counterparty = Counterparty(tmp_path / "sftp", night, inbox_from=reference.before[stage] / "inbox")
     problems = []
     try:
