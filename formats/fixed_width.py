@@ -63,9 +63,11 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
     failed: list[BaseException] = []
 
     def encode() -> None:
+        ended = False   # the end marker was taken: nothing more will come (a failure after it must not wait)
         try:
             first = tables.get()
             if first is None:
+                ended = True
                 pq.ParquetWriter(tmp, schema, compression="zstd").close()
                 return
             with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=list(STATISTICS),
@@ -77,11 +79,12 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
                     if rows >= row_group_rows:
                         writer.write_table(pa.concat_tables(pending), row_group_size=rows)
                         pending, rows = [], 0
+                ended = True
                 if pending:
                     writer.write_table(pa.concat_tables(pending), row_group_size=rows)
         except BaseException as e:  # handed to the caller's thread below; keep draining so it never blocks
             failed.append(e)
-            while tables.get() is not None:
+            while not ended and tables.get() is not None:
                 pass
 
     writer_thread = threading.Thread(target=encode, name=f"parquet:{out.name}", daemon=True)
