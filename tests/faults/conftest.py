@@ -41,6 +41,8 @@ PAN_KEY = "fault-suite-pan-hash-key"
 UPLOAD_BYTES_PER_S = 100_000   # a slow line to the counterparty: an upload lasts long enough to be cut into
 WRITING = (".tmp", ".part")     # how a file being written is named until it is renamed into place
 EXIT_TRANSIENT, EXIT_TERMINAL = 75, 65
+STAGES = ("fetch", "parse", "load_ledger", "match", "validate", "answer", "clear", "deliver", "report")
+"""`pipeline.run`'s order; test_kill checks it against the reference run, so a stage added to the chain is noticed."""
 
 TALLY: dict[str, dict[str, int]] = {}
 """Faults per kind: tried (the fault happened while the chain ran), survived (the rerun proved nothing lost)."""
@@ -334,6 +336,13 @@ def control_rows(workdir: Path) -> dict[str, list]:
     finally:
         db.close()
     return {"files": files, "deliveries": deliveries}
+
+
+def visible_partial_files(work: Path, counterparty: Path, before: dict[str, str], after: dict[str, str]) -> list[str]:
+    """Files a reader sees (not under a temporary name) that are neither as before the stage nor as after it."""
+    now = state(work, counterparty)
+    return [k for k, v in now.items() if not k.startswith("control.db:") and not k.endswith(WRITING)
+            and v not in (before.get(k), after.get(k)) and ".staging/" not in k]
 
 
 def differences(got: dict[str, str], expected: dict[str, str]) -> list[str]:

@@ -2,16 +2,15 @@
 and never interleaves inside a step; the night ends as one undisturbed run leaves it: the same bytes, one
 registration and one delivery per file, every record counted once.
 
-Also the ledger extract, which every channel's night loads for the same date (`ledger/core_journal_T.parquet` is
-one file for all channels): two channels' load_ledger steps at the same moment must both end with the one extract.
+And each step alone, twice at the same moment: the ledger extract in particular is loaded by every channel's night
+for the same date (`ledger/core_journal_T.parquet` is one file for all channels).
 """
 from __future__ import annotations
 
-import shutil
-
 import pytest
 
-from .conftest import EXIT_TRANSIENT, Counterparty, Driver, differences, invariants, start_from, state, tally
+from .conftest import (EXIT_TRANSIENT, STAGES, Counterparty, Driver, being_written, differences, invariants, start_from,
+                       state, tally)
 
 pytestmark = pytest.mark.integration
 
@@ -37,17 +36,21 @@ def test_two_runs_of_the_same_date_started_at_once_end_as_one(reference, night, 
     assert not problems
 
 
-@pytest.mark.parametrize("attempt", range(2))
-def test_two_load_ledger_steps_of_the_same_date_at_once_leave_the_one_extract(attempt, reference, night, tmp_path):
-    work, counterparty = start_from(reference, "load_ledger", night, tmp_path)
-    counterparty.close()
-    runs = [Driver(work, "unused", night.ledger, {}, first="load_ledger", last="load_ledger",
-                   log=tmp_path / f"ledger{i}.log") for i in (1, 2)]
-    codes = [run.finish() for run in runs]
-    problems = [f"load_ledger {i} ended {code}: {run.error}" for i, (run, code) in enumerate(zip(runs, codes), 1)
-                if code != 0]
-    problems += differences(state(work), {k: v for k, v in reference.state_after("load_ledger").items()
-                                          if not k.startswith("counterparty:")})
-    shutil.rmtree(work)
-    tally("two load_ledger steps at once", survived=not problems)
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_same_step_twice_at_once_ends_as_one(stage, reference, night, tmp_path):
+    """Each step of the two runs, started at the same moment (as two Airflow task instances, or two channels'
+    load_ledger of the one date): both complete or one refuses with RunLocked, and the state is one step's."""
+    work, counterparty = start_from(reference, stage, night, tmp_path)
+    try:
+        runs = [Driver(work, counterparty.url, night.ledger, counterparty.env, first=stage, last=stage,
+                       log=tmp_path / f"step{i}.log") for i in (1, 2)]
+        codes = [run.finish() for run in runs]
+        problems = [f"{stage} {i} ended {code}: {run.error}" for i, (run, code) in enumerate(zip(runs, codes), 1)
+                    if code != 0 and not (code == EXIT_TRANSIENT and "RunLocked" in run.error["type"])]
+        problems += differences(state(work, counterparty.root), reference.state_after(stage))
+        if written := being_written(work, counterparty.root):
+            problems.append(f"left under a temporary name: {written}")
+    finally:
+        counterparty.close()
+    tally(f"{stage} twice at once", survived=not problems)
     assert not problems

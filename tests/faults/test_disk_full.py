@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, Counterparty, Driver, being_written, copy_workdir, differences, state, tally
-from .test_kill import visible_partial_files
+from .conftest import (ROOT, Counterparty, Driver, being_written, copy_workdir, differences, state, tally,
+                       visible_partial_files)
 
 pytestmark = pytest.mark.integration
 

@@ -25,14 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import (CHANNEL, POINTS, SEED, WRITING, T, Counterparty, Driver, Reference, being_written, differences,
-                       in_flight, invariants, start_from, state, tally)
+from .conftest import (CHANNEL, POINTS, SEED, STAGES, T, Counterparty, Driver, Reference, being_written, differences,
+                       in_flight, invariants, start_from, state, tally, visible_partial_files)
 
 pytestmark = pytest.mark.integration
-
-STAGES = ("fetch", "parse", "load_ledger", "match", "validate", "answer", "clear", "deliver", "report")
-"""`pipeline.run`'s order; the test checks it against the reference run, so a stage added to the chain is noticed."""
-
 
 def test_the_reference_night_runs_every_stage(reference):
     assert tuple(reference.order) == STAGES, "the chain changed: update STAGES so every stage is killed"
@@ -49,13 +45,6 @@ def kill_points(stage: str, reference: Reference) -> list[tuple[str, float]]:
     if POINTS > 2 and reference.replaces.get(stage):
         points.append(("replace", rng.randint(1, reference.replaces[stage])))
     return points
-
-
-def visible_partial_files(work: Path, counterparty: Path, before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """Files a reader sees (not under a temporary name) that are neither as before the stage nor as after it."""
-    now = state(work, counterparty)
-    return [k for k, v in now.items() if not k.startswith("control.db:") and not k.endswith(WRITING)
-            and v not in (before.get(k), after.get(k)) and ".staging/" not in k]
 
 
 @pytest.mark.parametrize("stage", STAGES)

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from .conftest import EXIT_TRANSIENT, Driver, being_written, differences, in_flight, start_from, state, tally
-from .test_kill import visible_partial_files
+from .conftest import (EXIT_TRANSIENT, Driver, being_written, differences, in_flight, start_from, state, tally,
+                       visible_partial_files)
 
 pytestmark = pytest.mark.integration
 
