@@ -105,9 +105,10 @@ def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
 def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
     """The rule as one DuckDB query over `cp_raw`, `cp_quarantine`, `ledger_raw` and `prev` (T-1's results).
 
-    Built for volume: items enter as a pipeline (no materialised copy of the wide rows), the groups per key hold
-    only what the classification needs, the nearest-candidate search sees only the one-sided groups (few), and the
-    masked account, the keyed hash and the reason are computed in the final projection."""
+    Built for volume: items enter as a pipeline (no materialised copy of the wide rows), the groups per key are one
+    aggregate per side joined on the key, the nearest-candidate search sees only the one-sided groups (few), the
+    rows are sorted with their reason and masked account already made, and the keyed hash (64 characters, three
+    times the account it replaces) is computed after the sort."""
     t = business_date.isoformat()
     cp_sql = rule.counterparty_items.replace("{business_date}", t)
     pending = rule.ledger_pending_when or "false"
@@ -144,9 +145,9 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
         WHERE k.status = 'P' GROUP BY k.record_ref
     ),
     items AS NOT MATERIALIZED (
-        SELECT *, NULL::VARCHAR AS superseded_by, false AS carried FROM today
+        SELECT *, NULL::VARCHAR AS superseded_by FROM today
         UNION ALL
-        SELECT c.*, s.superseded_by, true FROM carried c LEFT JOIN superseded s USING (record_ref)
+        SELECT c.*, s.superseded_by FROM carried c LEFT JOIN superseded s USING (record_ref)
     ),
     cp_keys AS ({_per_key('counterparty')}),
     lg_keys AS ({_per_key('ledger')}),
