@@ -80,10 +80,11 @@ def test_a_full_disk_fails_the_stage_cleanly_and_a_rerun_after_freeing_space_com
             problems.append(f"{stage} on a full disk ended {code}: {error or 'no error'} (expected ENOSPC)")
         elif error.get("terminal"):
             problems.append(f"a full disk is reported as a Terminal error (bad input): {error}")
+        # space freed first: reading the state opens control.db, and SQLite needs room for that
+        subprocess.run(["mount", "-o", f"remount,size={size + ROOM_AFTER}", str(disk)], check=True)
         if partial := visible_partial_files(work, counterparty.root, reference.state_before[stage],
                                             reference.state_after(stage)):
             problems.append(f"half-written files visible: {partial}")
-        subprocess.run(["mount", "-o", f"remount,size={size + ROOM_AFTER}", str(disk)], check=True)
         rerun = Driver(work, counterparty.url, night.ledger, counterparty.env, first=stage, last=stage,
                        log=tmp_path / "rerun.log")
         if (code := rerun.finish()) != 0:
