@@ -76,6 +76,9 @@ def test_a_failed_task_cleared_through_the_api_reruns_to_identical_outputs(airfl
     assert failed["try_number"] == 1, "a terminal error must not be retried"
     log = cluster.task_log(DAG, run_id, "load_ledger")
     assert "CORE_JOURNAL_20261121.csv" in log and "retrying will not help" in log
+    # Task logs say which file and how many records.
+    parse_log = cluster.task_log(DAG, run_id, "parse_file", map_index=0)
+    assert "parsed IND26112101ACOMN v1: 18 records, 1 quarantined" in parse_log, parse_log[-2000:]
     # The operator's alert names the task and the fault.
     alerts = control_rows(wd, "SELECT kind, channel, business_date, task_id, message FROM alerts")
     assert [(a[0], a[1], a[2], a[3]) for a in alerts] == [("task_failed", DAG, "2026-11-21", "load_ledger")]
