@@ -53,6 +53,10 @@ class RunLocked(Transient):
     """Another run holds the lock of this channel and date; retry later."""
 
 
+class LedgerNotReady(Transient):
+    """The core's extract of T (or its flag) is not there yet."""
+
+
 @contextlib.contextmanager
 def locked(wd: Workdir, channel: str, date: dt.date, timeout: float = 600) -> Iterator[None]:
     path = wd.root / "locks"
@@ -280,27 +284,39 @@ def load_ledger(date: dt.date, ledger: str, wd: Workdir) -> Path:
     """Bring the core journal of T into Parquet: from a database URL (SQLAlchemy) or a CSV extract with flag.
 
     `ledger` is a URL (`postgresql+psycopg2://...`), a CSV file, or a directory holding
-    `CORE_JOURNAL_{YYYYMMDD}.csv` and its `.ok`. An empty journal stops the run (a fault upstream)."""
+    `CORE_JOURNAL_{YYYYMMDD}.csv` and its `.ok`. An empty journal stops the run (a fault upstream). Channels of
+    the same date share the extract: one writes it at a time (a lock per date), each rewrite is atomic."""
     out = wd.ledger_extract(date)
+    with locked(wd, "ledger", date):
+        try:
+            _extract_ledger(date, ledger, out)
+            rows = duckdb.execute(f"SELECT count(*) FROM read_parquet('{out.as_posix()}') "
+                                  f"WHERE acct_date = DATE '{date}'").fetchone()[0]
+            if rows == 0:
+                raise NothingToReconcile(f"the core journal has no rows for {date}: an empty extract is a fault "
+                                         "upstream; nothing was matched")
+        except Terminal:
+            out.unlink(missing_ok=True)   # never leave a bad extract where the match step would read it
+            raise
+    return out
+
+
+def _extract_ledger(date: dt.date, ledger: str, out: Path) -> None:
     if "://" in ledger:
         from connectors.ledger import extract_journal
         extract_journal(ledger, date, out)
-    else:
-        path = Path(ledger)
-        if path.is_dir():
-            path = path / f"CORE_JOURNAL_{date:%Y%m%d}.csv"
-        flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
-        result = registry.read_to_parquet(path, "ledger.journal", out, flag)
-        if result.quarantined:
-            raise FileRejected(path.name, f"{result.quarantined} journal rows are unreadable; the extract must be "
-                               "corrected upstream (first: line "
-                               f"{result.quarantine['_line'][0].as_py()}, {result.quarantine['_field'][0].as_py()})")
-    rows = duckdb.execute(f"SELECT count(*) FROM read_parquet('{out.as_posix()}') WHERE acct_date = DATE '{date}'").fetchone()[0]
-    if rows == 0:
-        out.unlink()
-        raise NothingToReconcile(f"the core journal has no rows for {date}: an empty extract is a fault upstream; "
-                                 "nothing was matched")
-    return out
+        return
+    path = Path(ledger)
+    if path.is_dir():
+        path = path / f"CORE_JOURNAL_{date:%Y%m%d}.csv"
+    flag_path = path.with_name(path.name + ".ok")
+    if not path.exists() or not flag_path.exists():
+        raise LedgerNotReady(f"the core's extract {path} or its flag {flag_path.name} is not there yet")
+    result = registry.read_to_parquet(path, "ledger.journal", out, parse_flag(flag_path.read_bytes(), flag_path.name))
+    if result.quarantined:
+        raise FileRejected(path.name, f"{result.quarantined} journal rows are unreadable; the extract must be "
+                           "corrected upstream (first: line "
+                           f"{result.quarantine['_line'][0].as_py()}, {result.quarantine['_field'][0].as_py()})")
 
 
 # --- 4. match ---------------------------------------------------------------------------------------------
