@@ -15,6 +15,7 @@ import pytest
 from duizhang import pipeline
 from duizhang.demo import NIGHTS, night_channels
 from duizhang.workdir import Workdir
+from tests.accounts import account
 
 from .conftest import PAN_KEY, cluster_for, tree_digest
 
@@ -84,5 +85,5 @@ def test_every_channel_runs_in_parallel_on_two_celery_workers(celery_cluster, ni
     monkeypatch.setenv(pipeline.PAN_KEY_ENV, PAN_KEY)
     reference = Workdir(tmp_path / "reference")
     for channel in channels:
-        pipeline.run(channel, T, str(NIGHTS / channel), str(NIGHTS / "ledger"), reference)
+        pipeline.run(channel, T, str(account(channel, tmp_path)), str(NIGHTS / "ledger"), reference)
         assert channel_outputs(wd, channel) == channel_outputs(reference, channel), channel

@@ -17,6 +17,7 @@ import pytest
 from duizhang import pipeline
 from duizhang.demo import NIGHTS
 from duizhang.workdir import Workdir
+from tests.accounts import account
 
 from .conftest import PAN_KEY, tree_digest
 
@@ -48,7 +49,7 @@ def reference_outputs(tmp_path, date: dt.date, monkeypatch) -> dict[str, str]:
     wd = Workdir(tmp_path / "reference")
     day = T
     while day <= date:
-        pipeline.run(DAG, day, str(NIGHTS / DAG), str(NIGHTS / "ledger"), wd)
+        pipeline.run(DAG, day, str(account(DAG, tmp_path)), str(NIGHTS / "ledger"), wd)
         day += dt.timedelta(days=1)
     return outputs(wd, date)
 
