@@ -339,10 +339,12 @@ def control_rows(workdir: Path) -> dict[str, list]:
 
 
 def visible_partial_files(work: Path, counterparty: Path, before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """Files a reader sees (not under a temporary name) that are neither as before the stage nor as after it."""
+    """Files a reader sees that are neither as before the stage nor as after it. Not seen: hidden files (analysts'
+    globs and the steps skip them), files under a temporary name (the counterparty waits for the flag)."""
     now = state(work, counterparty)
     return [k for k, v in now.items() if not k.startswith("control.db:") and not k.endswith(WRITING)
-            and v not in (before.get(k), after.get(k)) and ".staging/" not in k]
+            and not any(part.startswith(".") for part in k.split(":")[-1].split("/"))
+            and v not in (before.get(k), after.get(k))]
 
 
 def differences(got: dict[str, str], expected: dict[str, str]) -> list[str]:
