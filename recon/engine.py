@@ -158,9 +158,8 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
                coalesce(c.n_transit, 0) AS n_transit, c.amount AS cp_amount, l.amount AS lg_amount,
                c.status AS cp_status, l.status AS lg_status, c.sign AS cp_sign, l.sign AS lg_sign, c.ref AS cp_ref,
                l.ref AS lg_ref, l.journal AS lg_journal,
-               -- the item itself when the key has a single one (a one-sided break is searched for a candidate)
-               coalesce(c.account, l.account) AS account, coalesce(c.account_hash, l.account_hash) AS account_hash,
-               coalesce(c.event_time, l.event_time) AS event_time, coalesce(c.open_days, l.open_days) AS open_days,
+               -- the item's own facts when the key has a single one (its outcome is then known from the group)
+               coalesce(c.open_days, l.open_days) AS open_days,
                coalesce(c.pending_eligible, l.pending_eligible) AS pending_eligible
         FROM cp_keys c FULL JOIN lg_keys l ON c.match_ref = l.match_ref
     ),
@@ -177,13 +176,18 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
         FROM today WHERE side = 'ledger' AND batch IS NOT NULL AND {'true' if rule.batch_control_when else 'false'}
         GROUP BY batch
     ),
-    one_sided AS (
+    one_sided_refs AS (
         -- the breaks with no item on the other side (few): the only ones searched for a nearest candidate
-        SELECT CASE WHEN n_cp = 1 THEN 'counterparty' ELSE 'ledger' END AS side, coalesce(cp_ref, lg_ref) AS record_ref,
-               match_ref, coalesce(cp_amount, lg_amount) AS amount_fen, event_time,
-               coalesce(sha256(getvariable('hash_key') || account), account_hash) AS account_hash
+        SELECT coalesce(cp_ref, lg_ref) AS record_ref
         FROM (SELECT *, NULL AS superseded_by, false AS is_control FROM groups WHERE n_cp + n_lg = 1) g
         WHERE {_outcome(rule, 'g', 'g')} IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
+    ),
+    one_sided AS (
+        -- their account and time, read from the items for these few (the groups stay narrow)
+        SELECT i.side, i.record_ref, i.match_ref, i.amount_fen, i.event_time,
+               coalesce(sha256(getvariable('hash_key') || i.account), i.account_hash) AS account_hash
+        FROM items i SEMI JOIN one_sided_refs k ON k.record_ref = i.record_ref
+        WHERE NOT i.is_control AND i.superseded_by IS NULL
     ),
     nearest AS (
         -- for a one-sided break, the nearest break on the other side with the same account and amount
@@ -292,8 +296,7 @@ def _per_key(side: str) -> str:
     return f"""
         SELECT match_ref, count(*) AS n, count(*) FILTER (WHERE status = 'P') AS n_transit, max(amount_fen) AS amount,
                max(status) AS status, max(sign) AS sign, any_value(record_ref) AS ref, any_value(journal_no) AS journal,
-               any_value(account) AS account, any_value(account_hash) AS account_hash,
-               any_value(event_time) AS event_time, any_value(open_days) AS open_days,
+               any_value(open_days) AS open_days,
                any_value(pending_eligible) AS pending_eligible
         FROM items WHERE side = '{side}' AND NOT is_control AND superseded_by IS NULL GROUP BY match_ref"""
 
