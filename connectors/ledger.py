@@ -29,7 +29,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from connectors.errors import LedgerError, ServerUnavailable
+from connectors.errors import ConnectionLost, LedgerError, ServerUnavailable
 from formats import registry
 
 log = logging.getLogger("duizhang.connectors")
@@ -107,6 +107,10 @@ def extract_journal(url: str | sa.URL | sa.Engine, acct_date: date, parquet_path
                               expected="at least 1 row", found=0)
         _fsync(tmp_path)
         os.replace(tmp_path, parquet_path)
+    except sa.exc.OperationalError as e:
+        # the connection dropped during the extract (only `_connect` saw errors before: this one was untyped)
+        raise ConnectionLost(f"connection to the ledger database lost during the extract: {str(e.orig).strip()}",
+                             host=where) from None
     finally:
         tmp_path.unlink(missing_ok=True)
         if engine is not url:

@@ -667,16 +667,17 @@ def _deliveries(wd: Workdir, channel: str, date: dt.date) -> list[dict]:
 
 def run(channel: str, date: dt.date, source: str, ledger: str, wd: Workdir) -> dict:
     """The whole chain for one channel and date, without Airflow (the DAG runs the same steps as tasks)."""
-    from duizhang.quality import validate
-    fetch(channel, date, source, wd)
-    parse(channel, date, wd)
-    load_ledger(date, ledger, wd)
-    match(channel, date, wd)
-    validate(channel, date, wd)   # the files, the ledger and the results, before anything leaves the bank
-    answer(channel, date, wd)
-    clear(channel, date, wd)
-    deliver(channel, date, source, wd)
-    return report(channel, date, wd)
+    from duizhang.quality import validate   # Great Expectations is slow to import: only when a chain runs
+    with locked(wd, f"{channel}.run", date):   # a second run of the date waits for the whole first one
+        fetch(channel, date, source, wd)
+        parse(channel, date, wd)
+        load_ledger(date, ledger, wd)
+        match(channel, date, wd)
+        validate(channel, date, wd)   # the files, the ledger and the results, before anything leaves the bank
+        answer(channel, date, wd)
+        clear(channel, date, wd)
+        deliver(channel, date, source, wd)
+        return report(channel, date, wd)
 
 
 def _write_json(path: Path, data: dict) -> None:

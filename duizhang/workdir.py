@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import os
+import re
 import secrets
+import shutil
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -103,7 +106,7 @@ class Workdir:
         """(Re)create `warehouse.duckdb`: one view per published table over its Parquet partitions."""
         db_path = self.root / "warehouse.duckdb"
         tmp = db_path.with_name(f".warehouse.duckdb.{os.getpid()}.tmp")  # two processes may refresh at once
-        tmp.unlink(missing_ok=True)
+        _remove_orphans(self.root, ".warehouse.duckdb.*.tmp*")
         con = duckdb.connect(str(tmp))
         try:
             from duizhang.views import TABLES, create_all
@@ -130,6 +133,11 @@ class Workdir:
             db.execute("PRAGMA busy_timeout=60000")
             db.row_factory = sqlite3.Row
             yield db
+        except sqlite3.OperationalError as e:
+            # SQLite says "disk I/O error" when the disk is full: say what happened, as any other write would.
+            if "disk I/O error" in str(e) and shutil.disk_usage(self.root).free < 1 << 20:
+                raise OSError(errno.ENOSPC, f"no space left on device for {self.root / 'control.db'}") from e
+            raise
         finally:
             db.close()
 
@@ -138,11 +146,35 @@ class Workdir:
         if value := os.environ.get(env):
             return value
         path = self._dir("secrets") / name
-        if not path.exists():
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        if not path.exists() or not path.read_text().strip():
+            # Written whole under a private name, then linked into place: a kill never leaves an empty key, and of
+            # two processes generating at once the first link wins and both read the same key.
+            tmp = path.with_name(f".{name}.{os.getpid()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            if path.exists():            # an empty key left by a crash before this fix: replace it
+                os.replace(tmp, path)
+            else:
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
+                tmp.unlink(missing_ok=True)
         return path.read_text().strip()
+
+
+def _remove_orphans(directory: Path, pattern: str) -> None:
+    """Remove `NAME.<pid>.tmp` files whose process is gone (killed while writing): nobody will finish them."""
+    for leftover in directory.glob(pattern):
+        if not (pid := re.search(r"\.(\d+)\.tmp", leftover.name)):
+            continue
+        try:
+            os.kill(int(pid.group(1)), 0)
+        except ProcessLookupError:
+            leftover.unlink(missing_ok=True)
+        except PermissionError:
+            pass   # alive, another user's
 
 
 def write_parquet(data: pa.Table, path: Path) -> None:

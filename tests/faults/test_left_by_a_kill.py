@@ -13,8 +13,6 @@ from duizhang.workdir import Workdir
 pytestmark = pytest.mark.integration
 
 
-@pytest.mark.xfail(strict=True, reason="bug: Workdir.secret creates the key file (O_CREAT|O_EXCL) and then writes "
-                   "it; a kill in between leaves an empty file that every later run takes as the key")
 def test_a_pan_hash_key_file_left_empty_by_a_kill_is_not_used_as_the_key(tmp_path, monkeypatch):
     monkeypatch.delenv(PAN_KEY_ENV, raising=False)
     wd = Workdir(tmp_path / "work")
