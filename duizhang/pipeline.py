@@ -493,19 +493,32 @@ def _answer_disputes(wd: Workdir, channel: str, date: dt.date, f: dict, out_dir:
     parsed = wd.parsed(channel, date)
     errn = pq.read_table(parsed / f["parquet"])
     errn_quarantine = pq.read_table(parsed / f["quarantine"])
-    # A dispute may name a transaction of an earlier settlement day: every ACOMN, journal and result up to T.
-    days = sorted(p for p in wd.parsed(channel, date).parent.iterdir() if p.name <= f"{date:%Y%m%d}")
-    acomn = pa.concat_tables([pq.read_table(d / g["parquet"]) for d in days if (d / "manifest.json").exists()
-                              for g in _read_json(d / "manifest.json")["files"] if g["kind"] == "acomn"],
-                             promote_options="default")
-    journal = pa.concat_tables([pq.read_table(p, filters=[("channel", "=", "UNIONPAY_ACQ")])
-                                for p in sorted(wd.ledger_extract(date).parent.glob("core_journal_*.parquet"))
-                                if p.stem.removeprefix("core_journal_") <= f"{date:%Y%m%d}"])
-    earlier = [t for d in days if d.name < f"{date:%Y%m%d}"
-               and (t := wd.read_table("recon_result", channel, dt.datetime.strptime(d.name, "%Y%m%d").date()))
-               is not None]
-    today = wd.read_table("recon_result", channel, date)
-    breaks = pa.concat_tables(earlier or [today.slice(0, 0)], promote_options="default")
+    # A dispute may name a transaction of an earlier settlement day: the ACOMN records, journal rows and results
+    # up to T, narrowed in DuckDB (over the Parquet files) to what the disputes name, so memory stays small.
+    t = f"{date:%Y%m%d}"
+    days = sorted(p for p in parsed.parent.iterdir() if p.name <= t and (p / "manifest.json").exists())
+    acomn_files = [(d / g["parquet"]).as_posix() for d in days for g in _read_json(d / "manifest.json")["files"]
+                   if g["kind"] == "acomn"]
+    journal_files = [p.as_posix() for p in sorted(wd.ledger_extract(date).parent.glob("core_journal_*.parquet"))
+                     if p.stem.removeprefix("core_journal_") <= t]
+    result_files = [path.as_posix() for d in days if d.name < t and (path := wd.table_path(
+        "recon_result", channel, dt.datetime.strptime(d.name, "%Y%m%d").date())).exists()]
+    con = duckdb.connect()
+    try:
+        con.register("errn", errn)
+        acomn = con.sql(f"""
+            SELECT a.* FROM read_parquet({acomn_files!r}, union_by_name = true) a
+            SEMI JOIN errn e ON a.orig_stan = e.orig_stan AND a.orig_txn_time = e.orig_txn_time""").to_arrow_table()
+        con.register("acomn", acomn)
+        journal = con.sql(f"""
+            SELECT * FROM read_parquet({journal_files!r}) WHERE channel = 'UNIONPAY_ACQ' AND channel_ref IN (
+                SELECT orig_stan || orig_txn_time FROM errn UNION SELECT stan || txn_time FROM acomn)""").to_arrow_table()
+        breaks = (con.sql(f"""
+            SELECT * FROM read_parquet({result_files!r}, union_by_name = true)
+            WHERE match_ref IN (SELECT orig_stan || orig_txn_time FROM errn)""").to_arrow_table() if result_files
+                  else wd.read_table("recon_result", channel, date).slice(0, 0))
+    finally:
+        con.close()
     reply = reply_disputes(f["name"], errn, errn_quarantine, acomn, journal, breaks, date, out_dir)
     for name, decided in (("dispute_decisions", reply.decisions), ("dispute_queue", reply.queue)):
         wd.publish(name, channel, date, decided.add_column(0, "channel", pa.array([channel] * decided.num_rows,
