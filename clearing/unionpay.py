@@ -28,6 +28,11 @@ class UnionPayNet:
         return self.transactions_fen + self.fees_fen
 
 
+UNIONPAY_NET_COLUMNS = ["stan", "txn_time", "orig_stan", "orig_txn_time", "msg_type", "proc_code", "resp_code",
+                        "amount_fen", "acq_fee_receivable", "acq_fee_payable", "switch_fee"]
+"""The ACOMN fields the net needs (the clear step reads only these from the night's Parquet)."""
+
+
 def unionpay_net(acomn: pa.Table) -> UnionPayNet:
     con = duckdb.connect()
     try:

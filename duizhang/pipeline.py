@@ -28,7 +28,7 @@ from clearing.disputes import reply_disputes
 from clearing.entries import Line, pair, reversal_vouchers, suspense_vouchers, write_entries
 from clearing.error_file import write_error_file
 from clearing.returns import BUILDERS, BatchHeld, InboundBatch, build_return
-from clearing.unionpay import unionpay_net
+from clearing.unionpay import UNIONPAY_NET_COLUMNS, unionpay_net
 from connectors.sftp import open_source
 from formats import registry
 from formats.errors import FileRejected, Terminal, Transient
@@ -553,7 +553,7 @@ def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
     clearing = {"channel": channel, "business_date": date.isoformat()}
     if channel == "unionpay_acq":
         files = _reconciled_files(parsed, channel, channel)
-        acomn = pa.concat_tables([pq.read_table(parsed / f["parquet"]) for f in files])
+        acomn = pa.concat_tables([pq.read_table(parsed / f["parquet"], columns=UNIONPAY_NET_COLUMNS) for f in files])
         net = unionpay_net(acomn)
         ref = ",".join(f"{f['name']}#v{f['version']}" for f in files)
         lines += pair(f"CLR-{rule.ledger_channel}-{date:%Y%m%d}-TXN", "CUPS-CLR", "MERCH-STL", net.transactions_fen,
