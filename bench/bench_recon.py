@@ -76,7 +76,7 @@ def make_data(rows: int, out: Path) -> tuple[Path, Path, Path]:
 
 def run_engine(cp: str, lg: str, q: str, out: str, explain: bool) -> dict:
     from recon.channels import UNIONPAY_ACQ
-    from recon.engine import Inputs, compile_rule, reconcile_to_parquet
+    from recon.engine import Inputs, reconcile_to_parquet
     import dataclasses
     rule = dataclasses.replace(UNIONPAY_ACQ, counterparty_items=BENCH_ITEMS)
     inputs = Inputs(Path(cp), Path(q), Path(lg), None)
@@ -86,10 +86,15 @@ def run_engine(cp: str, lg: str, q: str, out: str, explain: bool) -> dict:
     seconds = time.perf_counter() - started
     result = {"seconds": seconds, "cpu_seconds": _cpu() - cpu_before, "result_rows": rows}
     if explain:
-        from recon.engine import _connect
+        from recon.engine import _connect, prepare_statements, result_parts
         con = _connect(inputs, "bench-key")
-        for _, plan in con.execute(f"EXPLAIN ANALYZE {compile_rule(rule, T)}").fetchall():
-            print(plan, file=sys.stderr)
+        for statement in prepare_statements(rule, T):   # the narrow tables, timed one by one
+            started = time.perf_counter()
+            con.execute(statement)
+            print(f"{time.perf_counter() - started:7.2f} s  {statement.split(' AS')[0].strip()}", file=sys.stderr)
+        for part in result_parts(rule, T):
+            for _, plan in con.execute(f"EXPLAIN ANALYZE {part}").fetchall():
+                print(plan, file=sys.stderr)
         con.close()
     return result
 

@@ -4,16 +4,18 @@ The steps, all set-based:
 1. items: the counterparty's records (the rule's SQL), the journal rows of the channel for T, and the items left
    PENDING on T-1 (read from T-1's stored results: state is derived, never accumulated, so rerunning T gives the
    same answer whatever ran after it);
-2. groups: per match key, how many items each side has, their amounts and statuses (and, for a key held by a
-   single item, that item: the one-sided breaks come from here without a second pass over the items);
+2. groups: per match key, how many items each side has, their amounts and statuses, the single item's reference
+   (narrow: no account, time or detail, so 10 million keys stay in memory);
 3. outcome, in a fixed precedence: QUARANTINED, DUPLICATE, AMOUNT_MISMATCH, STATUS_MISMATCH, MATCHED, PENDING,
    COUNTERPARTY_ONLY, LEDGER_ONLY, each with a reason in words;
 4. for one-sided breaks, the nearest candidate on the other side (same account and amount), searched among the
    breaks only, named in the reason.
 Conservation is then checked against counts taken from the inputs, not from the results.
 
-At volume (bench/bench_recon.py): the items stream from the inputs (no materialised copy of the wide rows), the
-keyed hash (64 characters) is computed after the sort, so the sort carries the 19-character account instead.
+At volume (bench/bench_recon.py): the narrow facts (groups, batches, nearest candidates) are temporary tables; the
+items are never materialised but stream from the inputs into each part of the result (the counterparty's records,
+its quarantined lines, the journal rows, the carried items), and each part is sorted on its own, so no sort or
+UNION ALL ever holds both sides' wide rows together.
 """
 from __future__ import annotations
 
@@ -24,19 +26,28 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from formats.errors import Terminal
 from recon.outcomes import BREAKS, Outcome
 from recon.rules import MatchRule
 
-RESULT_COLUMNS = """
-    channel, business_date, side, record_ref, match_ref, outcome, reason, amount_fen,
-    counterparty_amount_fen, ledger_amount_fen, status, counterparty_status, ledger_status,
-    journal_no, matched_with, source_file, source_line, origin_date, account_masked, account_hash,
-    event_time, sign, detail, open_days, batch_no
-"""
+
+RESULT_SCHEMA = pa.schema([
+    pa.field("channel", pa.string(), nullable=False), pa.field("business_date", pa.date32(), nullable=False),
+    ("side", pa.string()), ("record_ref", pa.string()), ("match_ref", pa.string()),
+    pa.field("outcome", pa.string(), nullable=False), ("reason", pa.string()), ("amount_fen", pa.int64()),
+    ("counterparty_amount_fen", pa.int64()), ("ledger_amount_fen", pa.int64()), ("status", pa.string()),
+    ("counterparty_status", pa.string()), ("ledger_status", pa.string()), ("journal_no", pa.string()),
+    ("matched_with", pa.string()), ("source_file", pa.string()), ("source_line", pa.int64()),
+    ("origin_date", pa.date32()), ("account_masked", pa.string()), ("account_hash", pa.string()),
+    ("event_time", pa.timestamp("us")), ("sign", pa.int32()), ("detail", pa.string()), ("open_days", pa.int32()),
+    ("batch_no", pa.string())])
+RESULT_COLUMNS = ", ".join(RESULT_SCHEMA.names)
 THREADS = 2
 MEMORY_LIMIT = "2GB"
+BATCH_ROWS = 1 << 17          # rows per Arrow batch streamed out of DuckDB
+PARQUET_ROW_GROUP = 1 << 20   # rows per Parquet row group of reconcile_to_parquet
 _ACCOUNT_FIELDS = "'pan', 'account_no', 'acct_no', 'PayAcct', 'payer_acct', 'payee_acct', 'transfer_in_pan'"
 
 
@@ -63,31 +74,46 @@ def reconcile(rule: MatchRule, business_date: dt.date, inputs: Inputs, hash_key:
     """Classify every item of `inputs` for `rule` and date; return the `recon_result` rows (Arrow)."""
     con = _connect(inputs, hash_key)
     try:
-        return con.sql(compile_rule(rule, business_date)).to_arrow_table()
+        return pa.Table.from_batches(list(_result_batches(con, rule, business_date)), RESULT_SCHEMA)
     finally:
         con.close()
 
 
 def reconcile_to_parquet(rule: MatchRule, business_date: dt.date, inputs: Inputs, hash_key: str, out: Path) -> int:
-    """As `reconcile`, streamed by DuckDB into the zstd Parquet file `out` (for volumes that should not sit in
+    """As `reconcile`, streamed batch by batch into the zstd Parquet file `out` (for volumes that should not sit in
     Python memory); returns the number of result rows."""
     con = _connect(inputs, hash_key)
+    rows = 0
     try:
         # zstd level 1 and Parquet 2 encodings (delta strings): the hashes and references compress as well as at
         # the default level, for a third less CPU
-        con.execute(f"COPY ({compile_rule(rule, business_date)}) TO '{Path(out).as_posix()}' "
-                    "(FORMAT parquet, COMPRESSION zstd, COMPRESSION_LEVEL 1, PARQUET_VERSION v2)")
-        return con.execute(f"SELECT count(*) FROM read_parquet('{Path(out).as_posix()}')").fetchone()[0]
+        with pq.ParquetWriter(out, RESULT_SCHEMA, compression="zstd", compression_level=1,
+                              data_page_version="2.0", use_dictionary=["channel", "side", "outcome", "status",
+                                                                      "source_file", "detail"]) as writer:
+            for batch in _result_batches(con, rule, business_date):
+                writer.write_batch(batch, row_group_size=PARQUET_ROW_GROUP)
+                rows += batch.num_rows
+        return rows
     finally:
         con.close()
+
+
+def _result_batches(con: duckdb.DuckDBPyConnection, rule: MatchRule, business_date: dt.date):
+    """The result rows as Arrow batches, part after part, each part in its own order."""
+    for statement in prepare_statements(rule, business_date):
+        con.execute(statement)
+    for part in result_parts(rule, business_date):
+        reader = con.sql(part).to_arrow_reader(BATCH_ROWS)
+        for batch in reader:
+            yield batch.cast(RESULT_SCHEMA)
 
 
 def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
     """A connection with the inputs as `cp_raw`, `cp_quarantine`, `ledger_raw`, `prev` (Arrow or Parquet paths).
 
     Both cores; DuckDB's own memory capped so that a night of 10 million records a side stays within the 3 GB the
-    process may use (the sort, the groups and the join spill to disk beyond it); insertion order preserved, so the
-    sorted rows reach the Parquet file in their order."""
+    process may use (the groups and the joins spill to disk beyond it); insertion order preserved, so each part of
+    the result streams out in its input's order."""
     con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT,
                                  "temp_directory": str(Path(tempfile.gettempdir()) / "duizhang-recon-spill"),
                                  "preserve_insertion_order": True})
@@ -102,58 +128,55 @@ def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
-    """The rule as one DuckDB query over `cp_raw`, `cp_quarantine`, `ledger_raw` and `prev` (T-1's results).
+def prepare_statements(rule: MatchRule, business_date: dt.date) -> list[str]:
+    """The rule as DuckDB statements over `cp_raw`, `ledger_raw` and `prev` (T-1's results) that leave the narrow
+    facts of the classification in temporary tables: `groups` (per match key, what each side holds), `batches`
+    (per batch, its control rows against its detail rows) and `nearest` (a one-sided break's nearest candidate).
 
-    Built for volume: items enter as a pipeline (no materialised copy of the wide rows), the groups per key are one
-    aggregate per side joined on the key, the nearest-candidate search sees only the one-sided groups (few), the
-    rows are sorted with their reason and masked account already made, and the keyed hash (64 characters, three
-    times the account it replaces) is computed after the sort."""
+    The item views (`today_cp`, `today_lg`, `carried_items`) are not materialised: each use streams from the inputs,
+    so no wide copy of 20 million rows is ever held."""
     t = business_date.isoformat()
     cp_sql = rule.counterparty_items.replace("{business_date}", t)
     pending = rule.ledger_pending_when or "false"
     control = rule.batch_control_when or "false"
-    tol = rule.amount_tolerance_fen
-    other = "CASE WHEN c.side = 'counterparty' THEN 'ledger' ELSE 'counterparty file' END"
-    pending_note = rule.pending_note.replace("'", "''")
-    control_note = rule.control_note.replace("'", "''")
-    return f"""
-    WITH today AS NOT MATERIALIZED (
+    return [
+        f"""CREATE TEMP VIEW today_cp AS
         SELECT 'counterparty' AS side, _file || ':' || _line AS record_ref, match_ref, amount_fen, status, sign,
                account, NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash, event_time, detail,
                _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no, DATE '{t}' AS origin_date,
-               0 AS open_days, status = 'P' AS pending_eligible, false AS is_control, NULL::VARCHAR AS batch
-        FROM ({cp_sql})
-        UNION ALL
-        SELECT 'ledger', journal_no || ':' || seq_no, {rule.ledger_key}, amount_fen, status,
-               CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END, account_no, NULL, NULL, txn_time, memo, NULL, NULL, journal_no,
-               acct_date, 0, coalesce({pending}, false), coalesce({control}, false), batch_no
+               0 AS open_days, status = 'P' AS pending_eligible, false AS is_control, NULL::VARCHAR AS batch,
+               NULL::VARCHAR AS superseded_by
+        FROM ({cp_sql})""",
+        f"""CREATE TEMP VIEW today_lg AS
+        SELECT 'ledger' AS side, journal_no || ':' || seq_no AS record_ref, {rule.ledger_key} AS match_ref, amount_fen,
+               status, CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END AS sign, account_no AS account,
+               NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash, txn_time AS event_time, memo AS detail,
+               NULL::VARCHAR AS source_file, NULL::BIGINT AS source_line, journal_no, acct_date AS origin_date,
+               0 AS open_days, coalesce({pending}, false) AS pending_eligible, coalesce({control}, false) AS is_control,
+               batch_no AS batch, NULL::VARCHAR AS superseded_by
         FROM ledger_raw
-        WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}' AND ({rule.ledger_where})
-    ),
-    carried AS MATERIALIZED (
-        -- the items left open on the previous business date, as they were stored (state derived, not kept)
+        WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}' AND ({rule.ledger_where})""",
+        # the items left open on the previous business date, as they were stored (state derived, not kept); few
+        f"""CREATE TEMP TABLE carried AS
         SELECT side, record_ref, match_ref, amount_fen, status, sign, NULL::VARCHAR AS account, account_masked,
                account_hash, event_time, detail, source_file, source_line, journal_no, origin_date,
                open_days + 1 AS open_days, true AS pending_eligible, false AS is_control, NULL::VARCHAR AS batch
-        FROM prev WHERE outcome = 'PENDING' AND business_date < DATE '{t}'
-    ),
-    superseded AS (
-        -- a carried in-transit item whose key arrives again today on its side is closed by today's record
-        SELECT k.record_ref, min(t.record_ref) AS superseded_by
-        FROM carried k JOIN today t ON t.side = k.side AND t.match_ref = k.match_ref
-        WHERE k.status = 'P' GROUP BY k.record_ref
-    ),
-    items AS NOT MATERIALIZED (
-        SELECT *, NULL::VARCHAR AS superseded_by FROM today
-        UNION ALL
-        SELECT c.*, s.superseded_by FROM carried c LEFT JOIN superseded s USING (record_ref)
-    ),
-    cp_keys AS ({_per_key('counterparty')}),
-    lg_keys AS ({_per_key('ledger')}),
-    groups AS MATERIALIZED (
-        -- per key, what each side holds (a key held once per side is the common case); a duplicate's reason names
-        -- no record, so `ref` and `journal` are read only where the side holds one item
+        FROM prev WHERE outcome = 'PENDING' AND business_date < DATE '{t}'""",
+        # a carried in-transit item whose key arrives again today on its side is closed by today's record
+        """CREATE TEMP TABLE carried_items AS
+        WITH superseded AS (
+            SELECT k.record_ref, min(t.record_ref) AS superseded_by
+            FROM carried k JOIN (SELECT side, match_ref, record_ref FROM today_cp
+                                 UNION ALL SELECT side, match_ref, record_ref FROM today_lg) t
+              ON t.side = k.side AND t.match_ref = k.match_ref
+            WHERE k.status = 'P' GROUP BY k.record_ref)
+        SELECT c.*, s.superseded_by FROM carried c LEFT JOIN superseded s USING (record_ref)""",
+        """CREATE TEMP VIEW items AS
+        SELECT * FROM today_cp UNION ALL SELECT * FROM today_lg UNION ALL SELECT * FROM carried_items""",
+        # per key, what each side holds (a key held once per side is the common case); a duplicate's reason names
+        # no record, so `ref` and `journal` are read only where the side holds one item
+        f"""CREATE TEMP TABLE groups AS
+        WITH cp_keys AS ({_per_key('counterparty')}), lg_keys AS ({_per_key('ledger')})
         SELECT coalesce(c.match_ref, l.match_ref) AS match_ref, coalesce(c.n, 0) AS n_cp, coalesce(l.n, 0) AS n_lg,
                coalesce(c.n_transit, 0) AS n_transit, c.amount AS cp_amount, l.amount AS lg_amount,
                c.status AS cp_status, l.status AS lg_status, c.sign AS cp_sign, l.sign AS lg_sign, c.ref AS cp_ref,
@@ -161,10 +184,9 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
                -- the item's own facts when the key has a single one (its outcome is then known from the group)
                coalesce(c.open_days, l.open_days) AS open_days,
                coalesce(c.pending_eligible, l.pending_eligible) AS pending_eligible
-        FROM cp_keys c FULL JOIN lg_keys l ON c.match_ref = l.match_ref
-    ),
-    batches AS (
-        -- one-to-many: a batch's control rows against its successful detail rows; balanced when Σ signed = 0
+        FROM cp_keys c FULL JOIN lg_keys l ON c.match_ref = l.match_ref""",
+        # one-to-many: a batch's control rows against its successful detail rows; balanced when Σ signed = 0
+        f"""CREATE TEMP TABLE batches AS
         SELECT batch,
                count(*) FILTER (WHERE is_control) AS n_control,
                count(DISTINCT match_ref) FILTER (WHERE is_control) AS n_control_keys,
@@ -173,121 +195,139 @@ def compile_rule(rule: MatchRule, business_date: dt.date) -> str:
                count(*) FILTER (WHERE NOT is_control AND status = 'S') AS n_detail_ok,
                CAST(coalesce(sum(sign * amount_fen) FILTER (WHERE NOT is_control AND status = 'S'), 0) AS BIGINT)
                  AS detail_net
-        FROM today WHERE side = 'ledger' AND batch IS NOT NULL AND {'true' if rule.batch_control_when else 'false'}
-        GROUP BY batch
-    ),
-    one_sided_refs AS (
-        -- the breaks with no item on the other side (few): the only ones searched for a nearest candidate
-        SELECT coalesce(cp_ref, lg_ref) AS record_ref
-        FROM (SELECT *, NULL AS superseded_by, false AS is_control FROM groups WHERE n_cp + n_lg = 1) g
-        WHERE {_outcome(rule, 'g', 'g')} IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
-    ),
-    one_sided AS (
-        -- their account and time, read from the items for these few (the groups stay narrow)
-        SELECT i.side, i.record_ref, i.match_ref, i.amount_fen, i.event_time,
-               coalesce(sha256(getvariable('hash_key') || i.account), i.account_hash) AS account_hash
-        FROM items i SEMI JOIN one_sided_refs k ON k.record_ref = i.record_ref
-        WHERE NOT i.is_control AND i.superseded_by IS NULL
-    ),
-    nearest AS (
-        -- for a one-sided break, the nearest break on the other side with the same account and amount
+        FROM today_lg WHERE batch IS NOT NULL AND {'true' if rule.batch_control_when else 'false'}
+        GROUP BY batch""",
+        # for a one-sided break (few), the nearest break on the other side with the same account and amount
+        f"""CREATE TEMP TABLE nearest AS
+        WITH one_sided_keys AS (
+            SELECT coalesce(cp_ref, lg_ref) AS record_ref
+            FROM (SELECT *, NULL AS superseded_by, false AS is_control FROM groups WHERE n_cp + n_lg = 1) g
+            WHERE {_outcome(rule, 'g', 'g')} IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')),
+        one_sided AS (
+            -- their account and time, read from the items (a pass over narrow columns, joined to the few keys)
+            SELECT i.side, i.record_ref, i.match_ref, i.amount_fen, i.event_time,
+                   coalesce(sha256(getvariable('hash_key') || i.account), i.account_hash) AS account_hash
+            FROM items i SEMI JOIN one_sided_keys k ON k.record_ref = i.record_ref
+            WHERE NOT i.is_control AND i.superseded_by IS NULL)
         SELECT a.record_ref, b.record_ref AS near_ref, b.match_ref AS near_key,
                CAST(round((epoch(b.event_time) - epoch(a.event_time)) / 60) AS BIGINT) AS minutes
         FROM one_sided a JOIN one_sided b
           ON a.side <> b.side AND a.account_hash = b.account_hash AND a.amount_fen = b.amount_fen
         QUALIFY row_number() OVER (PARTITION BY a.record_ref
                                    ORDER BY abs(coalesce(epoch(b.event_time) - epoch(a.event_time), 0)),
-                                            b.record_ref) = 1
-    ),
-    classified AS (
+                                            b.record_ref) = 1""",
+    ]
+
+
+def result_parts(rule: MatchRule, business_date: dt.date) -> list[str]:
+    """The queries giving the published rows, in their order: the counterparty's records by file and line, its
+    quarantined lines, its carried items, then the journal rows by record_ref and the journal's carried items.
+    Each part is sorted on its own (two sorts of N rows instead of one of 2N, with no UNION ALL of wide rows),
+    which DuckDB streams in order; reruns give the same rows in the same order."""
+    t = business_date.isoformat()
+    carried_cp = "SELECT * FROM carried_items WHERE side = 'counterparty'"
+    carried_lg = "SELECT * FROM carried_items WHERE side = 'ledger'"
+    quarantined = f"""
+        SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, 'counterparty' AS side,
+               _file || ':' || _line AS record_ref, NULL AS match_ref, 'QUARANTINED' AS outcome,
+               'line ' || _line || ', field ' || _field || ': expected ' || _expected || ', found '
+                 || CASE WHEN _field IN ({_ACCOUNT_FIELDS}) THEN '(masked)' ELSE _actual END AS reason,
+               amount_fen, NULL AS counterparty_amount_fen, NULL AS ledger_amount_fen, NULL AS status,
+               NULL AS counterparty_status, NULL AS ledger_status, NULL AS journal_no, NULL AS matched_with,
+               _file AS source_file, _line AS source_line, DATE '{t}' AS origin_date, NULL AS account_masked,
+               NULL AS account_hash, NULL AS event_time, NULL AS sign, NULL AS detail, 0 AS open_days,
+               NULL AS batch_no
+        FROM cp_quarantine ORDER BY source_file, source_line"""
+    return [_classified(rule, business_date, "today_cp", "c.source_file, c.source_line"), quarantined,
+            _classified(rule, business_date, carried_cp, "c.source_file, c.source_line, c.record_ref"),
+            _classified(rule, business_date, "today_lg", "c.record_ref"),
+            _classified(rule, business_date, carried_lg, "c.record_ref")]
+
+
+def _classified(rule: MatchRule, business_date: dt.date, items: str, order: str) -> str:
+    """The result rows of `items` (a view or query) sorted by `order`: each item joined to its key's group (and, for a
+    control row, its batch; for a one-sided break, its nearest candidate), given its outcome and reason, its account
+    masked and hashed."""
+    t = business_date.isoformat()
+    tol = rule.amount_tolerance_fen
+    other = "CASE WHEN c.side = 'counterparty' THEN 'ledger' ELSE 'counterparty file' END"
+    pending_note = rule.pending_note.replace("'", "''")
+    control_note = rule.control_note.replace("'", "''")
+    return f"""
+    WITH classified AS (
         SELECT i.*, g.n_cp, g.n_lg, g.n_transit, g.cp_sign, g.lg_sign, g.cp_amount, g.lg_amount, g.cp_status,
                g.lg_status, g.lg_journal, CASE WHEN i.side = 'counterparty' THEN g.lg_ref ELSE g.cp_ref END AS other_ref,
                b.n_control, b.n_control_keys, b.control_net, b.n_detail, b.n_detail_ok, b.detail_net,
                {_outcome(rule, 'i', 'g', 'b')} AS outcome
-        FROM items i
+        FROM ({items}) i
         LEFT JOIN groups g ON g.match_ref = i.match_ref AND NOT i.is_control AND i.superseded_by IS NULL
         LEFT JOIN batches b ON b.batch = i.batch AND i.is_control
-    ),
-    ordered AS (
-        -- the published rows in their order; the keyed hash (64 characters) is made after the sort
-        SELECT c.side, c.record_ref, c.match_ref, c.outcome,
-               CASE
-                 WHEN c.superseded_by IS NOT NULL THEN 'in transit since ' || c.origin_date || ', closed by '
-                      || c.superseded_by || ' of ' || DATE '{t}'
-                 WHEN c.is_control THEN 'batch ' || c.batch || ': ' || CASE c.outcome
-                     WHEN 'DUPLICATE' THEN 'ambiguous, ' || c.n_control || ' {control_note} rows for '
-                          || c.n_control_keys || ' key(s); which one settles the batch cannot be decided'
-                     WHEN 'LEDGER_ONLY' THEN '{control_note} of ' || abs(c.control_net)
-                          || ' fen but no detail row of the batch in the ledger of ' || DATE '{t}'
-                     WHEN 'AMOUNT_MISMATCH' THEN '{control_note} nets ' || abs(c.control_net) || ' fen, its '
-                          || c.n_detail_ok || ' successful detail row(s) ' || abs(c.detail_net)
-                          || ' fen: differs by ' || abs(c.control_net + c.detail_net) || ' fen'
-                     ELSE '{control_note} balances its ' || c.n_detail_ok || ' successful detail row(s) ('
-                          || abs(c.detail_net) || ' fen)' END
-                 WHEN c.outcome = 'DUPLICATE' THEN 'ambiguous: key ' || c.match_ref || ' appears ' || c.n_cp
-                      || ' time(s) on the counterparty side and ' || c.n_lg
-                      || ' time(s) in the ledger; none of them is matched'
-                 WHEN c.outcome = 'AMOUNT_MISMATCH' THEN
-                      (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal
-                            ELSE 'counterparty record ' || c.other_ref END) || ' has the same key'
-                      || CASE WHEN c.cp_amount <> c.lg_amount THEN ', amount differs by ' || (c.cp_amount - c.lg_amount)
-                              || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
-                              ELSE '' END
-                      || CASE WHEN c.cp_sign <> c.lg_sign THEN ', direction differs (counterparty '
-                              || CASE c.cp_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ' of the customer, ledger '
-                              || CASE c.lg_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ')' ELSE '' END
-                 WHEN c.outcome = 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says '
-                      || c.cp_status || ' and the ledger says ' || c.lg_status
-                      || ' (S succeeded, F failed, R reversed, P in transit)'
-                      || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
-                              || ', window ended)' ELSE '' END
-                 WHEN c.outcome = 'MATCHED' THEN CASE
-                      WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
-                      WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on '
-                           || DATE '{t}' || ' by ' || c.other_ref
-                      WHEN c.cp_status <> c.lg_status THEN 'one row each; the ledger says ' || c.lg_status
-                           || ' (reported to the counterparty in the return file)'
-                      ELSE 'key, amount and status agree' END
-                 WHEN c.outcome = 'PENDING' THEN CASE WHEN c.n_transit > 0
-                      THEN 'in transit at the counterparty (status P); expected to settle in the next file'
-                      ELSE '{pending_note}' END || ' (open since ' || c.origin_date || ')'
-                 ELSE 'no ' || {other} || ' row with key ' || c.match_ref
-                      || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
-                              || ', window ended)' ELSE '' END
-                      || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
-                         || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
-                                 WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
-                                 ELSE (-n.minutes) || ' minutes earlier' END
-                         || ' with another key (' || n.near_key || ')', '')
-               END AS reason,
-               c.amount_fen,
-               c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
-               c.status, c.cp_status AS counterparty_status, c.lg_status AS ledger_status,
-               coalesce(c.journal_no, CASE WHEN c.outcome = 'MATCHED' THEN c.lg_journal END) AS journal_no,
-               CASE WHEN c.superseded_by IS NOT NULL THEN c.superseded_by
-                    WHEN c.is_control AND c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH') THEN 'batch ' || c.batch
-                    WHEN c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH', 'STATUS_MISMATCH') THEN c.other_ref END
-                 AS matched_with,
-               c.source_file, c.source_line, c.origin_date,
-               coalesce({_mask('c.account')}, c.account_masked) AS account_masked, c.account, c.account_hash AS stored_hash,
-               c.event_time, c.sign, c.detail, c.open_days, c.batch AS batch_no
-        FROM classified c
-        LEFT JOIN nearest n ON n.record_ref = c.record_ref AND c.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
-        UNION ALL
-        SELECT 'counterparty', _file || ':' || _line, NULL, 'QUARANTINED',
-               'line ' || _line || ', field ' || _field || ': expected ' || _expected || ', found '
-                 || CASE WHEN _field IN ({_ACCOUNT_FIELDS}) THEN '(masked)' ELSE _actual END,
-               amount_fen, NULL, NULL, NULL, NULL, NULL, NULL, NULL, _file, _line, DATE '{t}', NULL, NULL, NULL,
-               NULL, NULL, NULL, 0, NULL
-        FROM cp_quarantine
-        ORDER BY side, source_file NULLS LAST, source_line NULLS LAST, record_ref
     )
-    SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, side, record_ref, match_ref, outcome, reason,
-           amount_fen, counterparty_amount_fen, ledger_amount_fen, status, counterparty_status, ledger_status,
-           journal_no, matched_with, source_file, source_line, origin_date, account_masked,
-           coalesce(sha256(getvariable('hash_key') || account), stored_hash) AS account_hash, event_time, sign, detail,
-           open_days, batch_no
-    FROM ordered
+    SELECT '{rule.channel}' AS channel, DATE '{t}' AS business_date, c.side, c.record_ref, c.match_ref, c.outcome,
+           CASE
+             WHEN c.superseded_by IS NOT NULL THEN 'in transit since ' || c.origin_date || ', closed by '
+                  || c.superseded_by || ' of ' || DATE '{t}'
+             WHEN c.is_control THEN 'batch ' || c.batch || ': ' || CASE c.outcome
+                 WHEN 'DUPLICATE' THEN 'ambiguous, ' || c.n_control || ' {control_note} rows for '
+                      || c.n_control_keys || ' key(s); which one settles the batch cannot be decided'
+                 WHEN 'LEDGER_ONLY' THEN '{control_note} of ' || abs(c.control_net)
+                      || ' fen but no detail row of the batch in the ledger of ' || DATE '{t}'
+                 WHEN 'AMOUNT_MISMATCH' THEN '{control_note} nets ' || abs(c.control_net) || ' fen, its '
+                      || c.n_detail_ok || ' successful detail row(s) ' || abs(c.detail_net)
+                      || ' fen: differs by ' || abs(c.control_net + c.detail_net) || ' fen'
+                 ELSE '{control_note} balances its ' || c.n_detail_ok || ' successful detail row(s) ('
+                      || abs(c.detail_net) || ' fen)' END
+             WHEN c.outcome = 'DUPLICATE' THEN 'ambiguous: key ' || c.match_ref || ' appears ' || c.n_cp
+                  || ' time(s) on the counterparty side and ' || c.n_lg
+                  || ' time(s) in the ledger; none of them is matched'
+             WHEN c.outcome = 'AMOUNT_MISMATCH' THEN
+                  (CASE WHEN c.side = 'counterparty' THEN 'ledger ' || c.lg_journal
+                        ELSE 'counterparty record ' || c.other_ref END) || ' has the same key'
+                  || CASE WHEN c.cp_amount <> c.lg_amount THEN ', amount differs by ' || (c.cp_amount - c.lg_amount)
+                          || ' fen (counterparty ' || c.cp_amount || ', ledger ' || c.lg_amount || ', tolerance {tol})'
+                          ELSE '' END
+                  || CASE WHEN c.cp_sign <> c.lg_sign THEN ', direction differs (counterparty '
+                          || CASE c.cp_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ' of the customer, ledger '
+                          || CASE c.lg_sign WHEN 1 THEN 'debit' ELSE 'credit' END || ')' ELSE '' END
+             WHEN c.outcome = 'STATUS_MISMATCH' THEN 'same key and amount, but the counterparty says '
+                  || c.cp_status || ' and the ledger says ' || c.lg_status
+                  || ' (S succeeded, F failed, R reversed, P in transit)'
+                  || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
+                          || ', window ended)' ELSE '' END
+             WHEN c.outcome = 'MATCHED' THEN CASE
+                  WHEN c.n_lg = 0 THEN 'declined by the counterparty and absent from the ledger: no money moved'
+                  WHEN c.origin_date < DATE '{t}' THEN 'carried from ' || c.origin_date || ', matched on '
+                       || DATE '{t}' || ' by ' || c.other_ref
+                  WHEN c.cp_status <> c.lg_status THEN 'one row each; the ledger says ' || c.lg_status
+                       || ' (reported to the counterparty in the return file)'
+                  ELSE 'key, amount and status agree' END
+             WHEN c.outcome = 'PENDING' THEN CASE WHEN c.n_transit > 0
+                  THEN 'in transit at the counterparty (status P); expected to settle in the next file'
+                  ELSE '{pending_note}' END || ' (open since ' || c.origin_date || ')'
+             ELSE 'no ' || {other} || ' row with key ' || c.match_ref
+                  || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
+                          || ', window ended)' ELSE '' END
+                  || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
+                     || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
+                             WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
+                             ELSE (-n.minutes) || ' minutes earlier' END
+                     || ' with another key (' || n.near_key || ')', '')
+           END AS reason,
+           c.amount_fen,
+           c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
+           c.status, c.cp_status AS counterparty_status, c.lg_status AS ledger_status,
+           coalesce(c.journal_no, CASE WHEN c.outcome = 'MATCHED' THEN c.lg_journal END) AS journal_no,
+           CASE WHEN c.superseded_by IS NOT NULL THEN c.superseded_by
+                WHEN c.is_control AND c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH') THEN 'batch ' || c.batch
+                WHEN c.outcome IN ('MATCHED', 'AMOUNT_MISMATCH', 'STATUS_MISMATCH') THEN c.other_ref END
+             AS matched_with,
+           c.source_file, c.source_line, c.origin_date,
+           coalesce({_mask('c.account')}, c.account_masked) AS account_masked,
+           coalesce(sha256(getvariable('hash_key') || c.account), c.account_hash) AS account_hash,
+           c.event_time, c.sign, c.detail, c.open_days, c.batch AS batch_no
+    FROM classified c
+    LEFT JOIN nearest n ON n.record_ref = c.record_ref AND c.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
+    ORDER BY {order}
     """
 
 

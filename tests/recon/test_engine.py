@@ -133,8 +133,9 @@ def test_pan_is_masked_and_hashed():
 
 
 def test_parquet_path_gives_the_same_rows_in_the_same_order(tmp_path):
-    """reconcile_to_parquet (the volume path: Parquet in, Parquet out) and reconcile (Arrow) agree row for row,
-    quarantined lines sit among the file's lines in line order, and a rerun writes the same bytes."""
+    """reconcile_to_parquet (the volume path: Parquet in, Parquet out) and reconcile (Arrow) agree row for row, in
+    one order (the counterparty's lines, its quarantined lines, the journal by record_ref), and a rerun writes the
+    same bytes."""
     import pyarrow.parquet as pq
     from recon.engine import reconcile_to_parquet
     q_rows = [{"_line": 2, "_record": "detail", "_field": "pan", "_expected": "digits", "_actual": "62220212345X",
@@ -156,11 +157,13 @@ def test_parquet_path_gives_the_same_rows_in_the_same_order(tmp_path):
     assert pq.read_table(outs[0]).to_pylist() == arrow.to_pylist()
     assert outs[0].read_bytes() == outs[1].read_bytes()
     rows = arrow.to_pylist()
-    assert [(r["side"], r["source_line"]) for r in rows[:5]] == [("counterparty", line) for line in (1, 2, 3, 4, 5)]
-    assert [r["outcome"] for r in rows] == ["MATCHED", "QUARANTINED", "AMOUNT_MISMATCH", "MATCHED",
-                                            "COUNTERPARTY_ONLY", "MATCHED", "AMOUNT_MISMATCH", "PENDING",
-                                            "LEDGER_ONLY"]   # the journal's rows in record_ref order
-    assert "(masked)" in rows[1]["reason"] and "62220212345X" not in rows[1]["reason"]
+    # the counterparty's records in file order, its quarantined lines after them, the journal by record_ref
+    assert [(r["side"], r["source_line"]) for r in rows[:5]] == [("counterparty", line) for line in (1, 3, 4, 5, 2)]
+    assert [r["record_ref"] for r in rows[5:]] == [f"J{ref}:1" for ref in ("0000211121100000", "0000221121100000",
+                                                                          "0000251121233000", "0000991121100100")]
+    assert [r["outcome"] for r in rows] == ["MATCHED", "AMOUNT_MISMATCH", "MATCHED", "COUNTERPARTY_ONLY",
+                                            "QUARANTINED", "MATCHED", "AMOUNT_MISMATCH", "PENDING", "LEDGER_ONLY"]
+    assert "(masked)" in rows[4]["reason"] and "62220212345X" not in rows[4]["reason"]
     # the one-sided pair found each other as nearest candidates (same card and amount, 1 minute apart)
-    assert "1 minutes later" in rows[4]["reason"] and "0000991121100100" in rows[4]["reason"]
+    assert "1 minutes later" in rows[3]["reason"] and "0000991121100100" in rows[3]["reason"]
     assert "1 minutes earlier" in rows[8]["reason"] and "IND26112101ACOMN:5" in rows[8]["reason"]
