@@ -116,7 +116,8 @@ def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
     the result streams out in its input's order."""
     con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT,
                                  "temp_directory": str(Path(tempfile.gettempdir()) / "duizhang-recon-spill"),
-                                 "preserve_insertion_order": True, "enable_progress_bar": False})
+                                 "preserve_insertion_order": True})
+    con.execute("SET enable_progress_bar = false")   # no bars in the task logs
     carried = inputs.carried if inputs.carried is not None else _empty_results()
     for name, data in (("cp_raw", inputs.counterparty), ("cp_quarantine", inputs.quarantine),
                        ("ledger_raw", inputs.ledger), ("prev", carried)):
