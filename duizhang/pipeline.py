@@ -1,9 +1,11 @@
-"""The nightly chain for one channel and business date, step by step: fetch, parse, ledger, match, clear, report.
+"""The nightly chain for one channel and business date, step by step: fetch, parse, load_ledger, match, validate
+(duizhang/quality.py), answer, clear, deliver, report.
 
 The CLI (`duizhang run`) and the Airflow DAG tasks call these same functions. Every step is keyed by
 (channel, business date, file version), reads only what earlier steps published, and replaces its own outputs
 atomically, so running or rerunning any step gives the same bytes and never duplicates a row or a file.
-Steps take a lock per (channel, date): two runs of the same date never interleave (the second waits).
+Steps take a lock per (channel, date), and `run` one for the whole chain: two runs of the same date never
+interleave (the second waits).
 """
 from __future__ import annotations
 
