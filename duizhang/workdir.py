@@ -62,6 +62,9 @@ class Workdir:
         self.root.mkdir(parents=True, exist_ok=True)
         with self.control() as db:
             db.executescript(_CONTROL_SCHEMA)
+            # a workdir made before the registry kept the flag's MD5 (files.remote_md5) gets the column
+            if "remote_md5" not in {row["name"] for row in db.execute("PRAGMA table_info(files)")}:
+                db.execute("ALTER TABLE files ADD COLUMN remote_md5 TEXT")
 
     # --- paths -------------------------------------------------------------------------------------------
     def landing(self, channel: str, date: dt.date) -> Path:

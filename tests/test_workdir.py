@@ -30,3 +30,21 @@ def test_two_processes_generating_the_key_at_once_get_the_same_key(tmp_path, mon
     keys = {r.communicate()[0].strip() for r in runs}
     assert len(keys) == 1 and len(keys.pop()) == 64
     assert not [p.name for p in (tmp_path / "work" / "secrets").iterdir() if p.name != "k"]
+
+
+def test_a_workdir_from_before_the_flag_md5_column_is_upgraded_in_place(tmp_path):
+    import sqlite3
+    root = tmp_path / "old"
+    root.mkdir()
+    old = sqlite3.connect(root / "control.db")
+    old.execute("CREATE TABLE files (channel TEXT NOT NULL, business_date TEXT NOT NULL, name TEXT NOT NULL, "
+                "version INTEGER NOT NULL, md5 TEXT NOT NULL, size INTEGER NOT NULL, flag_records INTEGER NOT NULL, "
+                "local_path TEXT NOT NULL, received_at TEXT NOT NULL, status TEXT NOT NULL DEFAULT 'received', "
+                "detail TEXT, PRIMARY KEY (channel, business_date, name, md5))")
+    old.commit()
+    old.close()
+    with Workdir(root).control() as db:
+        db.execute("INSERT INTO files (channel, business_date, name, version, md5, remote_md5, size, flag_records, "
+                   "local_path, received_at) VALUES ('c', '2026-11-21', 'F', 1, 'a', 'b', 1, 1, '/x', 'now')")
+        assert db.execute("SELECT remote_md5 FROM files").fetchone()[0] == "b"
+    Workdir(root)   # opening it again changes nothing
