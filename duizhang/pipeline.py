@@ -37,6 +37,7 @@ from formats.errors import FileRejected, Terminal, Transient
 from formats.flag import parse_flag
 from formats.result import ReadResult
 from recon.channels import CHANNELS
+from recon.outcomes import BREAKS
 from recon.engine import Inputs, check_conservation, reconcile, summarise
 from recon.rules import MatchRule
 from duizhang.channels import CHANNEL_FILES
@@ -45,6 +46,8 @@ from duizhang.workdir import Workdir, now, write_parquet
 log = logging.getLogger("duizhang.pipeline")
 
 PAN_KEY_ENV = "DUIZHANG_PAN_HASH_KEY"
+BREAK_ROWS = [("outcome", "in", sorted(o.value for o in BREAKS))]
+"""The Parquet filter that reads only the breaks of a night's results (a 10M night has a few thousand)."""
 
 
 class NothingToReconcile(Terminal):
@@ -458,7 +461,7 @@ def answer(channel: str, date: dt.date, wd: Workdir) -> dict:
             elif kind.layout == "unionpay.errn":
                 out["disputes"] = _answer_disputes(wd, channel, date, f, to_counterparty)
         for recon in spec.reconciliations():
-            results = wd.read_table("recon_result", recon, date)
+            results = wd.read_table("recon_result", recon, date, filters=BREAK_ROWS)
             if results is not None:
                 csv_path, _ = write_error_file(results, recon, date, wd.outbox(channel, date))
                 out["errors_files"].append(csv_path.name)
@@ -548,7 +551,7 @@ def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
     """Net position and the balanced accounting entries file (ENTRIES_{LEDGER_CHANNEL}_{YYYYMMDD}_01.csv)."""
     rule = CHANNELS[channel]
     parsed = wd.parsed(channel, date)
-    results = wd.read_table("recon_result", channel, date)
+    results = wd.read_table("recon_result", channel, date, filters=BREAK_ROWS)   # only breaks post suspense
     if results is None:
         raise NothingToReconcile(f"{channel} {date}: no reconciliation results; run the match step first")
     lines: list[Line] = []

@@ -101,9 +101,9 @@ class Workdir:
         write_parquet(data, path)
         return path
 
-    def read_table(self, table: str, channel: str, date: dt.date) -> pa.Table | None:
+    def read_table(self, table: str, channel: str, date: dt.date, filters: list | None = None) -> pa.Table | None:
         path = self.table_path(table, channel, date)
-        return pq.read_table(path) if path.exists() else None
+        return pq.read_table(path, filters=filters) if path.exists() else None
 
     def refresh_views(self) -> Path:
         """(Re)create `warehouse.duckdb`: one view per published table over its Parquet partitions."""
