@@ -453,9 +453,11 @@ def answer(channel: str, date: dt.date, wd: Workdir) -> dict:
     to_counterparty = wd.to_counterparty(channel, date)
     out = {"channel": channel, "business_date": date.isoformat(), "returns": [], "errors_files": []}
     with locked(wd, channel, date):
-        journal = pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", spec.ledger_channel)])
+        kinds = {k.kind: k for k in spec.kinds}
+        journal = (pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", spec.ledger_channel)])
+                   if any(kinds[f["kind"]].layout in BUILDERS for f in manifest["files"]) else None)  # batches only
         for f in manifest["files"]:
-            kind = next(k for k in spec.kinds if k.kind == f["kind"])
+            kind = kinds[f["kind"]]
             if kind.layout in BUILDERS:
                 out["returns"].append(_answer_batch(wd, channel, date, f, kind, journal, to_counterparty))
             elif kind.layout == "unionpay.errn":
