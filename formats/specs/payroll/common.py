@@ -1,5 +1,5 @@
 """What the four payroll layouts share (specs/payroll.md): the detail columns, the result columns, the texts."""
-from formats.layout import Code, Column, Int, Text, Yuan
+from formats.layout import Code, Column, Count, Int, Sum, Text, Yuan
 
 SHEET = "代发明细"
 SUCCESS, FAILURE = "成功", "失败"
@@ -28,4 +28,13 @@ RESULT_FIELDS = (
     DETAIL_FIELDS[4],
     Column("result",       Code({SUCCESS: "success", FAILURE: "failure"})),
     Column("fail_reason",  Text()),               # empty on success
+)
+
+# A result file's trailer counts and sums its successful and failed rows (payroll.md), in either framing; an
+# unreadable amount (echoed from the batch) is left out of the sums.
+RESULT_CONTROLS = (
+    Count("detail", equals="trailer.success_count", where=("result", SUCCESS)),
+    Sum("detail.amount_fen", equals="trailer.success_amount_fen", where=("result", SUCCESS), unreadable="skip"),
+    Count("detail", equals="trailer.fail_count", where_not=("result", SUCCESS)),
+    Sum("detail.amount_fen", equals="trailer.fail_amount_fen", where_not=("result", SUCCESS), unreadable="skip"),
 )

@@ -4,9 +4,9 @@
 The batch's first two lines as received, the detail titles with `处理结果,失败原因` added, one line per employee,
 and a last line `合计,<success count>,<success total>,<failure count>,<failure total>` (yuan, two decimals).
 """
-from formats.layout import Column, Const, Count, FileLayout, Int, Record, Sum, Yuan, heading
+from formats.layout import Column, Const, FileLayout, Int, Record, Yuan, heading
 from formats.specs.payroll.batch_csv import HEADER
-from formats.specs.payroll.common import BATCH_TITLES, RESULT_FIELDS, RESULT_TITLES, SUCCESS
+from formats.specs.payroll.common import BATCH_TITLES, RESULT_CONTROLS, RESULT_FIELDS, RESULT_TITLES
 
 TRAILER = Record("trailer", kind="trailer", match="合计", fields=(
     Column("label",              Const("合计")),
@@ -21,11 +21,6 @@ LAYOUT = FileLayout(
     framing="delimited", encoding="gbk", delimiter=",", quoting="rfc4180",
     records=(heading("batch_titles", BATCH_TITLES), HEADER, heading("detail_titles", RESULT_TITLES),
              Record("detail", RESULT_FIELDS), TRAILER),
-    controls=(Count("detail", equals="trailer.success_count", where=("result", SUCCESS)),
-              Sum("detail.amount_fen", equals="trailer.success_amount_fen", where=("result", SUCCESS),
-                  unreadable="skip"),
-              Count("detail", equals="trailer.fail_count", where_not=("result", SUCCESS)),
-              Sum("detail.amount_fen", equals="trailer.fail_amount_fen", where_not=("result", SUCCESS),
-                  unreadable="skip")),
+    controls=RESULT_CONTROLS,
     key=("seq_no",),
 )
