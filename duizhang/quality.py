@@ -6,8 +6,11 @@ present, codes in their tables, amounts within range, dates inside the business-
 it declares); what the declaration cannot say (which keys must be unique, which amounts must be > 0, how wide the
 date window is) sits in `RULES`, one line per layout. The reconciliation results have their own suite (`RESULTS`).
 
-How it runs, so that memory stays bounded on a 10-million-record file:
-- row expectations run on chunks of `CHUNK_ROWS` rows, reading only the columns the suite needs (+ `_line`);
+How it runs, so that time and memory stay bounded on a 10-million-record file:
+- row expectations run in GX on chunks of `CHUNK_ROWS` rows, reading only the columns the suite needs (+ `_line`),
+  for a dataset of up to `GX_ROWS_MAX` rows; above it, each row expectation becomes an aggregate in DuckDB (one
+  scan per file counts every check's offending rows, with GX's null semantics), and GX judges the first offending
+  rows of a failed check, read back in file order: the same counts and the same rows shown either way;
 - uniqueness and control totals run on aggregates DuckDB computes over the Parquet (the keys seen more than
   once; one row per control with the declared and the recomputed value), validated by GX like any frame.
 GX runs with an ephemeral context through its pandas data source (notes/airflow3.md §3: its SQL source does not
@@ -22,11 +25,13 @@ import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -40,6 +45,8 @@ logging.getLogger("great_expectations").setLevel(logging.WARNING)
 log = logging.getLogger("duizhang.quality")
 
 CHUNK_ROWS = 250_000
+GX_ROWS_MAX = 1_000_000           # a dataset above this: row checks as DuckDB aggregates, GX judges the rows shown
+MEMORY_LIMIT = "1536MB"           # DuckDB's own memory (a file whose keys all repeat spills its groups beyond it)
 MAX_AMOUNT_FEN = 100_000_000_000  # 10亿元 in one record: above this a file is wrong, not large
 SHOW_ROWS = 5                     # offending rows quoted in an error and in the results table
 ACCOUNT_COLUMN = re.compile(r"pan|acct|account|card", re.IGNORECASE)  # columns masked when rows are shown
@@ -234,10 +241,12 @@ def mask(value: object) -> str:
     return text[:6] + "*" * (len(text) - 10) + text[-4:] if len(text) >= 11 else text
 
 
-def _show_rows(frame, index: list, columns: list[str]) -> list[str]:
+def _show_rows(rows: pa.Table, columns: list[str]) -> list[str]:
+    """The offending `rows` in words. Rendered from the rows alone (through pandas, as GX saw them), so that both
+    ways of running a suite show a row alike: an integer column shows 5, not 5.0 because of a null elsewhere."""
+    frame = rows.slice(0, SHOW_ROWS).to_pandas()
     shown = []
-    for i in index[:SHOW_ROWS]:
-        row = frame.loc[i]
+    for _, row in frame.iterrows():
         where = f"line {row['_line']}: " if "_line" in frame.columns else ""
         parts = [f"{c}={mask(row[c]) if ACCOUNT_COLUMN.search(c) else row[c]}" for c in columns if c in frame.columns]
         shown.append(where + ", ".join(parts))
@@ -245,19 +254,20 @@ def _show_rows(frame, index: list, columns: list[str]) -> list[str]:
 
 
 class _Tally:
-    """Accumulates one check's outcome over the chunks of a dataset."""
+    """Accumulates one check's outcome over the parts (chunks or files) of a dataset."""
 
     def __init__(self, check: Check, columns: list[str]) -> None:
         self.check, self.columns = check, columns
         self.elements = self.unexpected = 0
         self.rows: list[str] = []
 
-    def add(self, result, frame) -> None:
-        self.elements += int(result.result.get("element_count", len(frame)) or 0)
+    def add(self, result, rows: pa.Table) -> None:
+        """Count a GX `result` on `rows`, and show the first offending ones."""
+        self.elements += int(result.result.get("element_count", rows.num_rows) or 0)
         self.unexpected += int(result.result.get("unexpected_count", 0 if result.success else 1) or 0)
         if not result.success and len(self.rows) < SHOW_ROWS:
             index = list(result.result.get("unexpected_index_list") or [])
-            self.rows += _show_rows(frame, index, self.columns)[:SHOW_ROWS - len(self.rows)]
+            self.rows += _show_rows(rows.take(index[:SHOW_ROWS - len(self.rows)]), self.columns)
 
     def row(self, dataset: str, file: str) -> dict:
         cfg = self.check.expectation.configuration
@@ -267,66 +277,181 @@ class _Tally:
                 "unexpected_count": self.unexpected, "offending": "; ".join(self.rows)}
 
 
-def _chunks(paths: list[Path], columns: list[str]) -> Iterator:
+def _chunks(paths: list[Path], columns: list[str]) -> Iterator[pa.Table]:
     for path in paths:
         pf = pq.ParquetFile(path)
         have = [c for c in columns if c in pf.schema_arrow.names]
-        offset = 0
         for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=have):
-            frame = batch.to_pandas()
-            frame.index += offset  # GX reports positions in the chunk; keep them unique across chunks
-            offset += batch.num_rows
-            yield frame
+            yield pa.Table.from_batches([batch])
+
+
+def _row_checks_in_gx(tallies: list[_Tally], paths: list[Path], columns: list[str]) -> None:
+    """GX on the rows themselves, chunk by chunk; a check runs on the chunks that have its columns."""
+    for chunk in _chunks(paths, columns):
+        present = [t for t in tallies if set(_kw_columns(t.check)) <= set(chunk.column_names)]
+        for tally, result in zip(present, _run(chunk.to_pandas(), [t.check.expectation for t in present])):
+            tally.add(result, chunk)
+
+
+def _row_checks_in_duckdb(con: duckdb.DuckDBPyConnection, tallies: list[_Tally], paths: list[Path]) -> None:
+    """The same checks as aggregates: per file, one scan counts the rows and each check's offending rows (GX's
+    semantics in SQL, `_unexpected_sql`); then, for the checks that failed, the first offending rows in file order
+    are read back and GX judges them as it would have (it must find every one offending: a check where DuckDB and
+    GX disagree stops the step rather than pass or fail a file on a translation)."""
+    for path in paths:
+        schema = pq.read_schema(path)
+        present = [t for t in tallies if set(_kw_columns(t.check)) <= set(schema.names)]
+        conditions = [_unexpected_sql(t.check.expectation, schema) for t in present]
+        source = _read_parquet(path, "file_row_number = true")
+        counts = con.sql(f"SELECT count(*) {''.join(f', count(*) FILTER (WHERE {c})' for c in conditions)} "
+                         f"FROM {source}").fetchall()[0]
+        for tally, condition, unexpected in zip(present, conditions, counts[1:]):
+            tally.elements += counts[0]
+            tally.unexpected += unexpected
+            if not unexpected or len(tally.rows) >= SHOW_ROWS:
+                continue
+            shown = ", ".join(f'"{c}"' for c in dict.fromkeys(["_line", *tally.columns]) if c in schema.names)
+            rows = con.sql(f"SELECT {shown} FROM {source} WHERE {condition} ORDER BY file_row_number "
+                           f"LIMIT {SHOW_ROWS - len(tally.rows)}").to_arrow_table()
+            result = _run(rows.to_pandas(), [tally.check.expectation])[0]
+            if result.result.get("unexpected_count") != rows.num_rows:
+                raise RuntimeError(f"{path.name}: DuckDB and GX disagree on {tally.check.words} "
+                                   f"({condition}): {rows.to_pylist()}")
+            tally.rows += _show_rows(rows, tally.columns)
+
+
+def _unexpected_sql(expectation, schema: pa.Schema) -> str:
+    """The SQL condition under which GX (pandas) counts a row offending `expectation`: a null (or NaN) offends only
+    not-null; in-set, between and not-match-regex skip it. Only the types the suites build are known: another type,
+    or an option not translated here (mostly, row_condition...), is refused."""
+    cfg = expectation.configuration
+    kwargs = {k: v for k, v in cfg.kwargs.items() if v is not None}
+    column = kwargs.pop("column")
+    name = f'"{column}"'
+    floating = pa.types.is_floating(schema.field(column).type)
+    present = f"({name} IS NOT NULL AND NOT isnan({name}))" if floating else f"{name} IS NOT NULL"
+    if cfg.type == "expect_column_values_to_not_be_null":
+        condition = f"NOT {present}"
+    elif cfg.type == "expect_column_values_to_be_in_set":
+        allowed = ", ".join(_sql_literal(v) for v in kwargs.pop("value_set"))
+        condition = f"{present} AND {name} NOT IN ({allowed})" if allowed else present
+    elif cfg.type == "expect_column_values_to_be_between":
+        low = ">" if kwargs.pop("strict_min", False) else ">="
+        high = "<" if kwargs.pop("strict_max", False) else "<="
+        bounds = [f"{name} {low} {_sql_literal(kwargs.pop('min_value'))}" if "min_value" in kwargs else "true",
+                  f"{name} {high} {_sql_literal(kwargs.pop('max_value'))}" if "max_value" in kwargs else "true"]
+        condition = f"{present} AND NOT ({' AND '.join(bounds)})"
+    elif cfg.type == "expect_column_values_to_not_match_regex":
+        kind = schema.field(column).type
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):  # GX matches str(value): 5.0 for 5
+            raise TypeError(f"{cfg.type} on {column}: only a string column is translated to SQL")
+        condition = f"{present} AND regexp_matches({name}, {_sql_literal(_re2(kwargs.pop('regex')))})"
+    else:
+        raise NotImplementedError(f"{cfg.type} has no SQL translation: add one to quality._unexpected_sql")
+    if kwargs:
+        raise NotImplementedError(f"{cfg.type} on {column}: options {sorted(kwargs)} have no SQL translation")
+    return condition
+
+
+def _sql_literal(value: object) -> str:
+    """A bound or a set member of an expectation as a typed SQL literal."""
+    if isinstance(value, bool):
+        raise TypeError(f"no SQL literal for a boolean bound {value!r}")
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, (int, float)):
+        return repr(value)   # GX compares an int column with a float bound in float, as DuckDB does
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    raise TypeError(f"no SQL literal for {value!r}")
+
+
+def _re2(regex: str) -> str:
+    """`regex` (Python's re, GX's `str.contains`) for DuckDB's RE2: a final `$` also matches before a final newline
+    in Python, never in RE2. A `$` elsewhere, or a construct RE2 lacks, is refused (by DuckDB: lookarounds)."""
+    body = regex[:-1] if regex.endswith("$") and not regex.endswith("\\$") else regex
+    if re.search(r"(?<!\\)\$", body):
+        raise NotImplementedError(f"regex {regex!r}: a '$' before its end has no RE2 translation here")
+    return body + r"\n?$" if body != regex else regex
+
+
+def _read_parquet(path: Path, *options: str) -> str:
+    """The file's own columns: a warehouse path looks hive-partitioned (`business_date=.../`), and DuckDB would
+    otherwise replace the file's `business_date` with the folder's, hiding a wrong date in the data."""
+    return f"read_parquet('{path.as_posix()}', {', '.join(['hive_partitioning = false', *options])})"
+
+
+def _connect() -> duckdb.DuckDBPyConnection:
+    """Both cores; DuckDB's memory capped (`MEMORY_LIMIT`, spilling beyond it); no progress bars in task logs."""
+    con = duckdb.connect(config={"threads": 2, "memory_limit": MEMORY_LIMIT, "preserve_insertion_order": False,
+                                 "temp_directory": str(Path(tempfile.gettempdir()) / "duizhang-quality-spill")})
+    con.execute("SET enable_progress_bar = false")
+    return con
 
 
 def run_suite(suite: Suite, dataset: str, file: str, paths: list[Path], key: tuple[str, ...] = ()) -> list[dict]:
     """Validate the Parquet file(s) `paths` (read as one dataset) with `suite`; one result row per check.
 
-    An offending row is shown with its line, `key`, the checked column and the row's account and amount."""
+    Row checks run in GX on the rows up to `GX_ROWS_MAX` rows, as DuckDB aggregates above (same counts, same rows
+    shown). An offending row is shown with its line, `key`, the checked column and the row's account and amount."""
     import great_expectations.expectations as gxe
-    import pandas as pd
     names = pq.read_schema(paths[0]).names
     context = [*key, *(c for c in names if ACCOUNT_COLUMN.search(c) and c not in ("account_hash",)),
                *(c for c in ("amount_fen",) if c in names)]
     shown = list(dict.fromkeys(["_line", *context]))
     tallies = [_Tally(c, list(dict.fromkeys([*key, *_kw_columns(c), *context]))) for c in suite.rows]
-    columns = sorted(suite.columns | set(shown))
-    for frame in _chunks(paths, columns):
-        present = [t for t in tallies if set(_kw_columns(t.check)) <= set(frame.columns)]
-        for tally, result in zip(present, _run(frame, [t.check.expectation for t in present])):
-            tally.add(result, frame)
-    rows = [t.row(dataset, file) for t in tallies if t.elements or t.unexpected]
-    sources = " UNION ALL BY NAME ".join(f"SELECT * FROM read_parquet('{p.as_posix()}')" for p in paths)
-    con = duckdb.connect()
+    con = _connect()
     try:
+        if tallies and sum(pq.ParquetFile(p).metadata.num_rows for p in paths) > GX_ROWS_MAX:
+            _row_checks_in_duckdb(con, tallies, paths)
+        elif tallies:
+            _row_checks_in_gx(tallies, paths, sorted(suite.columns | set(shown)))
+        rows = [t.row(dataset, file) for t in tallies if t.elements or t.unexpected]
+        sources = " UNION ALL BY NAME ".join(f"SELECT * FROM {_read_parquet(p)}" for p in paths)
         con.execute(f"CREATE VIEW detail AS {sources}")
         if suite.unique:
             cols = ", ".join(suite.unique)
-            line = "min(_line) AS first_line, " if "_line" in con.sql("SELECT * FROM detail").columns else ""
-            dup = con.sql(f"SELECT {cols}, {line}CAST(count(*) AS BIGINT) AS occurrences FROM detail GROUP BY ALL "
-                          f"HAVING count(*) > 1 ORDER BY occurrences DESC, {cols} LIMIT 1000").df()
-            total = con.execute("SELECT count(*) FROM detail").fetchone()[0]
-            repeated = con.execute(f"SELECT count(*) FROM (SELECT 1 FROM detail GROUP BY {cols} "
-                                   "HAVING count(*) > 1)").fetchone()[0]  # all of them, not only the 1000 shown
+            total, repeated, dup = _repeated_keys(con, suite.unique)
             check = Check(f"key ({cols}) unique", gxe.ExpectColumnValuesToBeBetween(column="occurrences",
                                                                                    max_value=1))
             tally = _Tally(check, [*suite.unique, "occurrences"])
-            tally.add(_run(dup, [check.expectation])[0], dup)
-            rows.append(tally.row(dataset, file) | {"element_count": int(total), "column": cols,
-                                                    "unexpected_count": int(repeated)})
+            tally.add(_run(dup.to_pandas(), [check.expectation])[0], dup)
+            rows.append(tally.row(dataset, file) | {"element_count": total, "column": cols,
+                                                    "unexpected_count": repeated})
         if suite.controls:
-            totals = pd.DataFrame([{"control": w, "declared": int(d), "computed": int(con.execute(
-                f"SELECT {c} FROM detail").fetchone()[0])} for w, d, c in suite.controls])
-            for i, (words, _, _) in enumerate(suite.controls):
+            computed = con.sql(f"SELECT {', '.join(c for _, _, c in suite.controls)} FROM detail").fetchall()[0]
+            for (words, declared, _), value in zip(suite.controls, computed):
                 check = Check(f"control total: {words}", gxe.ExpectColumnPairValuesToBeEqual(
                     column_A="declared", column_B="computed"))
                 tally = _Tally(check, ["control", "declared", "computed"])
-                one = totals.iloc[[i]]
-                tally.add(_run(one, [check.expectation])[0], one)
+                one = pa.Table.from_pylist([{"control": words, "declared": int(declared), "computed": int(value)}])
+                tally.add(_run(one.to_pandas(), [check.expectation])[0], one)
                 rows.append(tally.row(dataset, file))
     finally:
         con.close()
     return rows
+
+
+def _repeated_keys(con: duckdb.DuckDBPyConnection, key: tuple[str, ...]) -> tuple[int, int, pa.Table]:
+    """Over the view `detail`: the rows, the keys seen more than once, and the first 1000 of them (most repeated
+    first, with their first line and occurrences).
+
+    Exact and cheap on 20M rows: each row's key is hashed (64 bits) and the hashes sorted in numpy (1.5 s, where
+    DuckDB's group-by of 20M distinct keys took 7 s); only the keys whose hash repeats are then grouped, so a hash
+    collision costs a group-by of a few rows, never a wrong answer."""
+    cols = ", ".join(key)
+    hashes = con.sql(f"SELECT hash({cols}) AS h FROM detail").fetchnumpy()["h"]
+    hashes.sort()
+    clashing = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
+    con.register("clashing", pa.table({"h": clashing}))
+    line = "min(_line) AS first_line, " if "_line" in con.sql("SELECT * FROM detail").columns else ""
+    where = f"hash({cols}) IN (SELECT h FROM clashing)" if len(clashing) else "false"
+    con.execute(f"CREATE TEMP TABLE repeated AS SELECT {cols}, {line}CAST(count(*) AS BIGINT) AS occurrences "
+                f"FROM detail WHERE {where} GROUP BY ALL HAVING count(*) > 1")
+    dup = con.sql(f"SELECT * FROM repeated ORDER BY occurrences DESC, {cols} LIMIT 1000").to_arrow_table()
+    return len(hashes), con.sql("SELECT count(*) FROM repeated").fetchall()[0][0], dup
 
 
 def _kw_columns(check: Check) -> list[str]:

@@ -117,3 +117,82 @@ def test_suite_comes_from_the_layout_declaration():
     assert "key stan present" in words and "msg_type in its code table" in words
     assert suite.unique == ()  # a repeated UnionPay key is the DUPLICATE break, not a file fault
     assert quality.layout_suite(get("ledger.journal"), T1).unique == ("journal_no", "seq_no")
+
+
+def set_rows(path, changes: dict[int, dict]):
+    """Rewrite records of any Parquet file by position (results and extracts; `set_row` goes by `_line`)."""
+    t = pq.read_table(path)
+    for position, values in changes.items():
+        for col, value in values.items():
+            i = t.schema.get_field_index(col)
+            column = t[col].to_pylist()
+            column[position] = value
+            t = t.set_column(i, col, pa.array(column, t.schema.field(col).type))
+    pq.write_table(t, path)
+
+
+def inject_every_kind_of_fault(wd):
+    """Faults of every check type, in each dataset, with nulls the range and set checks must skip."""
+    acomn = parsed_file(wd)
+    set_row(acomn, 3, stan=None)                                   # a key absent
+    set_row(acomn, 4, msg_type="0999")                             # a code outside its table
+    set_row(acomn, 5, amount_fen=0)                                # out of range, low ...
+    set_row(acomn, 6, amount_fen=quality.MAX_AMOUNT_FEN + 1)       # ... and high
+    set_row(acomn, 7, amount_fen=None)                             # null: not a range fault, but a null in the
+    for line in (8, 9, 10, 11, 12, 13, 14):                        # shown amount of every other offending row
+        set_row(acomn, line, partial_amount_fen=-1)                # more offending rows than are shown
+    journal = wd.ledger_extract(T1)
+    set_rows(journal, {1: {"seq_no": None}, 2: {"acct_date": quality.dt.date(2026, 12, 25)},
+                       3: {"reason_code": "E777"}, 4: {"reason_code": ""}, 5: {"dr_cr": None}})
+    t = pq.read_table(journal)
+    pq.write_table(pa.concat_tables([t, t.slice(6, 1), t.slice(6, 1)]), journal)   # a key three times
+    results = wd.table_path("recon_result", CHANNEL, T1)
+    set_rows(results, {0: {"account_masked": "6228480000000001234"},
+                       1: {"account_masked": "6228480000000005678\n"},  # Python's `$` matches before a newline
+                       2: {"account_masked": "x6228480000000001234"},   # not a card number alone: no fault
+                       3: {"outcome": None}, 4: {"status": "X"}, 5: {"status": None},
+                       6: {"business_date": quality.dt.date(2026, 11, 20)}, 7: {"origin_date": None}})
+    t = pq.read_table(results)
+    pq.write_table(pa.concat_tables([t, t.slice(9, 1)]), results)   # an item twice
+    with wd.control() as db:
+        db.execute("UPDATE files SET flag_records = 19")            # a control total off
+
+
+def test_aggregates_in_duckdb_give_the_rows_gx_gives_on_the_rows(wd, monkeypatch):
+    inject_every_kind_of_fault(wd)
+    with pytest.raises(ExpectationFailed):
+        quality.validate(CHANNEL, T1, wd)
+    on_rows = validation(wd)
+
+    def not_on_rows(*args):
+        raise AssertionError("every dataset is above the threshold: GX must not run on the rows")
+
+    monkeypatch.setattr(quality, "GX_ROWS_MAX", 0)
+    monkeypatch.setattr(quality, "_row_checks_in_gx", not_on_rows)
+    with pytest.raises(ExpectationFailed) as e:
+        quality.validate(CHANNEL, T1, wd)
+    assert validation(wd) == on_rows
+    failed = {(r["dataset"], r["description"]): (r["unexpected_count"], r["offending"]) for r in on_rows
+              if not r["success"]}
+    assert {k[0] for k in failed} == {"unionpay.acomn", "ledger.journal", "recon_result"}
+    assert failed["unionpay.acomn", "key stan present"][0] == 1
+    assert failed["unionpay.acomn", "amount_fen between 1 and 100000000000 fen"][0] == 2     # the null skipped
+    assert failed["unionpay.acomn", "partial_amount_fen between 0 and 100000000000 fen"][0] == 7
+    assert failed["unionpay.acomn", "partial_amount_fen between 0 and 100000000000 fen"][1].count("line ") == 5
+    assert failed["ledger.journal", "reason_code in its code table"][0] == 1                  # "" allowed, null skipped
+    assert failed["ledger.journal", "key (journal_no, seq_no) unique"][0] == 1
+    assert failed["recon_result", "account_masked holds no card number in clear"][0] == 2
+    assert failed["recon_result", "status is S, F, R or P"][0] == 1
+    assert ("recon_result", "origin_date between 2026-10-21 and 2026-11-21") not in failed
+    assert "622848*********1234" in str(e.value) and "6228480000000001234" not in str(e.value)
+
+
+def test_an_expectation_without_a_sql_translation_is_refused():
+    import great_expectations.expectations as gxe
+    schema = pa.schema([("amount_fen", pa.int64()), ("code", pa.string())])
+    with pytest.raises(NotImplementedError, match="expect_column_values_to_be_unique"):
+        quality._unexpected_sql(gxe.ExpectColumnValuesToBeUnique(column="code"), schema)
+    with pytest.raises(NotImplementedError, match="mostly"):
+        quality._unexpected_sql(gxe.ExpectColumnValuesToBeInSet(column="code", value_set=["A"], mostly=0.9), schema)
+    with pytest.raises(TypeError, match="string column"):
+        quality._unexpected_sql(gxe.ExpectColumnValuesToNotMatchRegex(column="amount_fen", regex="^1"), schema)
