@@ -11,7 +11,9 @@ counterparty may send ``NAME.gz`` with the flag ``NAME.gz.ok`` instead.
 
 Guarantees:
 * A download is written to ``local_dir/.NAME.part`` and appears as ``local_dir/NAME`` (by ``os.replace``) only
-  once its size and MD5 equal the flag's; a gzip file is verified compressed, then decompressed with a size limit.
+  once its size and MD5 equal the flag's. Both are computed while the file arrives, and a gzip file is
+  decompressed as it arrives too (with a size limit): it is kept only once the compressed file matches its flag
+  and the gzip stream ends whole.
 * A delivery uploads ``NAME.tmp``, renames it to ``NAME``, then writes ``NAME.ok`` the same way; it is idempotent
   from the server's state and never silently replaces a different file already delivered under the same name.
 * The server's host key is always checked against a pinned key (paramiko's `RejectPolicy`, never auto-accept).
@@ -25,7 +27,6 @@ from __future__ import annotations
 import base64
 import binascii
 import fnmatch
-import gzip
 import hashlib
 import io
 import logging
@@ -34,17 +35,21 @@ import posixpath
 import shutil
 import socket
 import stat
+import threading
 import time
 import zlib
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import paramiko
+from isal import isal_zlib
 
 from connectors.errors import (AuthenticationFailed, ConnectionLost, ConnectorConfigError, ConnectorError,
                                DeliveryConflict, FileNotReady, FileTooLarge, HostKeyMismatch, RemoteFileError,
@@ -63,8 +68,16 @@ MAX_FLAG_BYTES = 4096                 # a flag is one short line; anything longe
 DEFAULT_MAX_FILE_BYTES = 16 << 30     # 20 million UnionPay records are about 6 GiB
 DEFAULT_MAX_UNPACKED_BYTES = 16 << 30
 COPY_CHUNK_BYTES = 1 << 20
-PREFETCH_REQUESTS = 64                # SFTP reads in flight (32 KiB each): the pipe stays full, memory bounded
+PREFETCH_REQUESTS = 64                # SFTP reads in flight: the pipe stays full, memory bounded (4 MiB)
+SFTP_READ_BYTES = 64 << 10            # one SFTP read request: half the packets of paramiko's 32 KiB, and no more
+                                      # than any OpenSSH sftp-server answers whole (older ones cap reads at 64 KiB)
+SFTP_MAX_PACKET_BYTES = 128 << 10     # SSH packets we accept: a 64 KiB read answer fits in one (at paramiko's
+                                      # 32 KiB, each answer took two packets); client and server CPU per byte halve
 SFTP_WINDOW_BYTES = 128 << 20       # the SSH channel window: paramiko's default 2 MiB stalls the prefetch (measured: 13 -> 30 MB/s)
+CHECK_READ_BYTES = 4 << 20            # the download check reads the growing .part in pieces of at most this
+INFLATE_STEP_BYTES = 8 << 20          # decompressed bytes per inflate step: memory bounded whatever the ratio
+INFLATED_STEPS_AHEAD = 4              # inflated pieces waiting to be hashed and written
+GZIP_WBITS = 16 + zlib.MAX_WBITS      # inflate reads the gzip header and checks the trailer's CRC-32 and length
 
 
 # --- Values -----------------------------------------------------------------------------------------------------
@@ -352,13 +365,16 @@ class Source(ABC):
         """Download `name` from `remote_dir` into `local_dir`, verified against its flag, atomically.
 
         The file is written to ``local_dir/.NAME.part`` and renamed to ``local_dir/NAME`` only after its size and
-        MD5 equal the flag's. ``NAME.gz`` is verified compressed, then decompressed to ``local_dir/NAME``
-        (without ``.gz``). On any failure no ``.part`` file is left behind and ``local_dir/NAME`` is untouched.
+        MD5 equal the flag's. ``NAME.gz`` is decompressed while it downloads, into ``local_dir/.NAME.part``
+        (without ``.gz``), renamed to ``local_dir/NAME`` once the compressed file matches its flag and the gzip
+        stream ends whole. A dropped connection resumes where it stopped; a flag changed meanwhile starts the
+        download afresh. On any failure no ``.part`` file is left behind and ``local_dir/NAME`` is untouched.
 
         Raises `UnsafeRemotePath` (name with ``/``, ``\\``, ``..``, NUL); `FileNotReady` (no flag yet, a flag
         still being written, or a flag without its data file); `FlagMismatch` (malformed flag, size or MD5
-        differ); `FileTooLarge` (over `max_file_bytes`, or over `max_unpacked_bytes` once decompressed);
-        `FileRejected` (a broken gzip file); `RemoteFileError`; and after the retries `ConnectionLost` or
+        differ); `FileTooLarge` (over `max_file_bytes`, or over `max_unpacked_bytes` once decompressed: the
+        download stops there); `FileRejected` (a broken gzip file whose flag matches it; a file that does not match
+        its flag is a `FlagMismatch`); `RemoteFileError`; and after the retries `ConnectionLost` or
         `ServerUnavailable`. Errors writing the local disk propagate as the `OSError` they are.
         """
         remote_dir = check_dir(remote_dir, host=self.label)
@@ -367,32 +383,59 @@ class Source(ABC):
         local_dir.mkdir(parents=True, exist_ok=True)
         remote_path = posixpath.join(remote_dir, name)
         part = local_dir / f".{name}.part"
+        gzipped = name.endswith(GZIP_SUFFIX) and len(name) > len(GZIP_SUFFIX)
+        local_path = local_dir / (name[: -len(GZIP_SUFFIX)] if gzipped else name)
+        unpacked_part = local_path.with_name(f".{local_path.name}.part") if gzipped else None
+        check: _DownloadCheck | None = None
+
+        def attempt() -> Flag:
+            """Read the flag, then download into `part`: from the start, or after a dropped connection from where
+            the previous attempt stopped (the check goes on where it was); a changed flag starts afresh."""
+            nonlocal check
+            flag = self._read_flag(remote_path, name)
+            try:
+                remote_size = self._size(remote_path)
+            except FileNotFoundError:
+                raise FileNotReady(f"flag file {name + FLAG_SUFFIX} present but the data file is not",
+                                   host=self.label, path=remote_path, missing=(name,)) from None
+            if remote_size != flag.size:
+                raise FlagMismatch(f"{self.label} {remote_path}", "size on the server differs from the flag",
+                                   expected=flag.size, found=remote_size)
+            if check is not None and check.flag != flag:
+                log.warning("%s %s: the flag changed since the last attempt; downloading the new file from the "
+                            "start", self.label, remote_path)
+                check.abandon()
+                check = None
+            if check is None:
+                part.write_bytes(b"")
+                check = _DownloadCheck(part, flag, unpacked_part, max_unpacked_bytes=self.max_unpacked_bytes,
+                                       host=self.label, remote_path=remote_path)
+            offset = part.stat().st_size
+            if offset:
+                log.info("%s %s: resuming download at byte %d", self.label, remote_path, offset)
+            with open(part, "ab") as out:
+                self._download(remote_path, _CheckedPart(out, check), offset, flag.size)
+            return flag
+
         # A .part left by a crashed run may belong to another version of the file: start afresh. Within this
         # call, a retry after a dropped connection resumes from what the earlier attempt wrote.
         part.unlink(missing_ok=True)
         try:
-            flag = self._run(f"fetch {remote_path}", lambda: self._download_to_part(remote_path, name, part))
-            try:
-                verify_file(part, replace(flag, name=part.name))
-            except FlagMismatch as e:
-                raise FlagMismatch(f"{self.label} {remote_path}", e.problem, expected=e.expected,
-                                   found=e.found) from None
-            if name.endswith(GZIP_SUFFIX) and len(name) > len(GZIP_SUFFIX):
-                plain_name = name[: -len(GZIP_SUFFIX)]
-                local_path = local_dir / plain_name
-                size, md5 = self._gunzip_to(part, local_path, remote_path)
-                compressed = True
-            else:
-                local_path = local_dir / name
+            flag = self._run(f"fetch {remote_path}", attempt)
+            size, md5 = check.finish()
+            if not gzipped:
                 _fsync(part)
-                os.replace(part, local_path)
-                size, md5, compressed = flag.size, flag.md5, False
+            os.replace(unpacked_part or part, local_path)
             _fsync_dir(local_dir)
         finally:
+            if check is not None:
+                check.abandon()
             part.unlink(missing_ok=True)
+            if unpacked_part is not None:
+                unpacked_part.unlink(missing_ok=True)
         log.info("%s %s: fetched to %s (%d bytes, md5 %s%s)", self.label, remote_path, local_path, size, md5,
-                 ", decompressed" if compressed else "")
-        return FetchedFile(local_path.name, local_path, size, md5, flag, compressed)
+                 ", decompressed" if gzipped else "")
+        return FetchedFile(local_path.name, local_path, size, md5, flag, gzipped)
 
     def read_flag(self, remote_dir: str, name: str) -> Flag:
         """The flag of `name` in `remote_dir`, checked (complete, names the file, within the size limit).
@@ -430,28 +473,6 @@ class Source(ABC):
 
     # -- the protocol, on top of the primitives ----------------------------------------------------------------
 
-    def _download_to_part(self, remote_path: str, name: str, part: Path) -> Flag:
-        """One attempt: read and check the flag, then copy the data file into `part` (resuming if it exists)."""
-        flag = self._read_flag(remote_path, name)
-        try:
-            remote_size = self._size(remote_path)
-        except FileNotFoundError:
-            raise FileNotReady(f"flag file {name + FLAG_SUFFIX} present but the data file is not", host=self.label,
-                               path=remote_path, missing=(name,)) from None
-        if remote_size != flag.size:
-            raise FlagMismatch(f"{self.label} {remote_path}", "size on the server differs from the flag",
-                               expected=flag.size, found=remote_size)
-        offset = part.stat().st_size if part.exists() else 0
-        if offset > flag.size:
-            offset = 0
-        if offset:
-            log.info("%s %s: resuming download at byte %d", self.label, remote_path, offset)
-        with open(part, "r+b" if offset else "wb") as out:
-            out.truncate(offset)
-            out.seek(offset)
-            self._download(remote_path, out, offset, flag.size)
-        return flag
-
     def _read_flag(self, remote_path: str, name: str) -> Flag:
         flag_name = name + FLAG_SUFFIX
         try:
@@ -483,35 +504,6 @@ class Source(ABC):
                                    expected=f"at most {self.max_file_bytes} bytes",
                                    found=f"more than {written - len(chunk)} bytes")
             out.write(chunk)
-
-    def _gunzip_to(self, gz_path: Path, local_path: Path, remote_path: str) -> tuple[int, str]:
-        """Decompress `gz_path` into `local_path` (via a .part file), streaming, with `max_unpacked_bytes`.
-
-        Returns the decompressed size and MD5. Raises `FileTooLarge` as soon as the limit is passed (a gzip bomb
-        stops there) and `FileRejected` if the data is not valid gzip.
-        """
-        unpacked_part = local_path.with_name(f".{local_path.name}.part")
-        md5, size = hashlib.md5(), 0
-        try:
-            with gzip.open(gz_path, "rb") as packed, open(unpacked_part, "wb") as out:
-                while chunk := packed.read(COPY_CHUNK_BYTES):  # read(n) inflates at most n bytes: memory bounded
-                    size += len(chunk)
-                    if size > self.max_unpacked_bytes:
-                        raise FileTooLarge("gzip file decompresses past the limit (gzip bomb?)", host=self.label,
-                                           path=remote_path,
-                                           expected=f"at most {self.max_unpacked_bytes} bytes decompressed",
-                                           found=f"more than {size - len(chunk)} bytes")
-                    md5.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(unpacked_part, local_path)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-            raise FileRejected(f"{self.label} {remote_path}", "not a valid gzip file", expected="gzip data",
-                               found=str(e)) from None
-        finally:
-            unpacked_part.unlink(missing_ok=True)
-        return size, md5.hexdigest()
 
     def _deliver_once(self, local_path: Path, remote_dir: str, remote_path: str, flag: Flag,
                       force: bool) -> Delivery:
@@ -654,6 +646,187 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+# --- Checking a download while it arrives -----------------------------------------------------------------------
+
+class _Gunzip:
+    """Inflates a gzip stream given piece by piece, member after member as `gzip.open` reads them (zero bytes
+    allowed between members), at most `INFLATE_STEP_BYTES` per step. Raises `isal_zlib.error` on bad data.
+
+    ISA-L's inflate (python-isal, zlib's interface) runs at twice zlib's speed here (1.25 against 0.58 GB/s of
+    output on the 10M ACOMN): at 10M records that is 4 s instead of 9 s of one core's time."""
+
+    def __init__(self) -> None:
+        self._member = isal_zlib.decompressobj(GZIP_WBITS)
+        self._given = False
+
+    def inflate(self, data: bytes) -> Iterator[bytes]:
+        self._given = self._given or bool(data)
+        while True:
+            if self._member is None:
+                data = data.lstrip(b"\x00")
+                if not data:
+                    return
+                self._member = isal_zlib.decompressobj(GZIP_WBITS)
+            piece = self._member.decompress(data, INFLATE_STEP_BYTES)
+            if piece:
+                yield piece
+            if self._member.eof:
+                data, self._member = self._member.unused_data, None
+            elif self._member.unconsumed_tail or len(piece) == INFLATE_STEP_BYTES:
+                data = self._member.unconsumed_tail  # a full step may leave output inside, even with no input left
+            else:
+                return
+
+    @property
+    def complete(self) -> bool:
+        """Every member given ended with its trailer (an empty file is an empty gzip file, as for `gzip.open`)."""
+        return self._member is None or not self._given
+
+
+class _DownloadCheck:
+    """Verifies a download while it is being written, so that a fetch costs the transfer, not the transfer and
+    then a pass over the file to hash it and another to decompress it.
+
+    A thread reads the ``.part`` file behind the download (never past what the download has flushed), hashes
+    it, and for a gzip file inflates it with the size limit; a second thread hashes the inflated bytes and writes
+    them to `unpacked_part`. Inflating, hashing and file writes release the GIL, so the transfer, the inflating
+    and the hashing run at once. A retry after a dropped connection appends to the ``.part`` file and the check
+    goes on from where it was. Nothing is accepted before `finish` has compared the whole file with its flag.
+    """
+
+    def __init__(self, part: Path, flag: Flag, unpacked_part: Path | None, *, max_unpacked_bytes: int,
+                 host: str, remote_path: str) -> None:
+        self.flag = flag
+        """The flag this download is checked against."""
+        self._part, self._unpacked_part = part, unpacked_part
+        self._host, self._remote_path, self._where = host, remote_path, f"{host} {remote_path}"
+        self._max_unpacked_bytes = max_unpacked_bytes
+        self._packed_md5, self._packed_size = hashlib.md5(), 0
+        self._unpacked_md5, self._unpacked_size = hashlib.md5(), 0
+        self._flushed = 0                              # bytes of the .part the download has written and flushed
+        self._download_done = self._abandoned = False
+        self._changed = threading.Condition()
+        self._fatal: BaseException | None = None       # refuses the file at once, whatever its MD5 (a gzip bomb)
+        self._bad_gzip: FileRejected | None = None     # reported after the MD5 check: a changed file explains it
+        self._thread = threading.Thread(target=self._follow_guarded, name=f"check {part.name}", daemon=True)
+        self._thread.start()
+
+    def advance(self, flushed: int) -> None:
+        """The download has flushed `flushed` bytes of the ``.part`` file. Raises what already refuses the file
+        (over the decompressed limit, a local write error), so that the download stops there."""
+        with self._changed:
+            self._flushed = flushed
+            self._changed.notify()
+        if self._fatal is not None:
+            raise self._fatal
+
+    def finish(self) -> tuple[int, str]:
+        """The download is complete: wait for the check and return the size and MD5 of the file to keep (the
+        decompressed one for a gzip file, fsynced in `unpacked_part`).
+
+        Raises `FileTooLarge` or the local error that stopped the check; then `FlagMismatch` if the size or the
+        MD5 differ from the flag; then `FileRejected` if the gzip data is broken or ends early."""
+        with self._changed:
+            self._download_done = True
+            self._changed.notify()
+        self._thread.join()
+        if self._fatal is not None:
+            raise self._fatal
+        if self._packed_size != self.flag.size:
+            raise FlagMismatch(self._where, "size differs from the flag (incomplete or changed file?)",
+                               expected=self.flag.size, found=self._packed_size)
+        md5 = self._packed_md5.hexdigest()
+        if md5 != self.flag.md5:
+            raise FlagMismatch(self._where, "MD5 differs from the flag", expected=self.flag.md5, found=md5)
+        if self._bad_gzip is not None:
+            raise self._bad_gzip
+        if self._unpacked_part is None:
+            return self._packed_size, md5
+        return self._unpacked_size, self._unpacked_md5.hexdigest()
+
+    def abandon(self) -> None:
+        """Stop checking (the download failed or starts again); returns once the threads have stopped."""
+        with self._changed:
+            self._abandoned = True
+            self._changed.notify()
+        self._thread.join()
+
+    def _follow_guarded(self) -> None:
+        try:
+            self._follow()
+        except BaseException as e:  # handed to the download (advance) and to finish, in the caller's thread
+            self._fatal = e
+
+    def _follow(self) -> None:
+        gunzip = _Gunzip() if self._unpacked_part is not None else None
+        with ExitStack() as stack:
+            packed = stack.enter_context(open(self._part, "rb", buffering=0))
+            if gunzip is not None:
+                unpacked = stack.enter_context(open(self._unpacked_part, "wb"))
+                writer = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="write unpacked"))
+                written: deque[Future] = deque()
+            while (data := self._next_piece(packed)) is not None:
+                self._packed_md5.update(data)
+                self._packed_size += len(data)
+                if gunzip is None or self._bad_gzip is not None:
+                    continue
+                try:
+                    for piece in gunzip.inflate(data):
+                        self._count_unpacked(len(piece))
+                        written.append(writer.submit(self._store_unpacked, unpacked, piece))
+                        if len(written) > INFLATED_STEPS_AHEAD:
+                            written.popleft().result()
+                except isal_zlib.error as e:
+                    self._bad_gzip = FileRejected(self._where, "not a valid gzip file", expected="gzip data",
+                                                  found=str(e))
+            if self._abandoned or gunzip is None:
+                return
+            while written:
+                written.popleft().result()
+            if self._bad_gzip is None and not gunzip.complete:
+                self._bad_gzip = FileRejected(self._where, "not a valid gzip file", expected="gzip data",
+                                              found="the data ends before the end of the gzip stream")
+            unpacked.flush()
+            os.fsync(unpacked.fileno())
+
+    def _next_piece(self, packed: BinaryIO) -> bytes | None:
+        """The next bytes the download has flushed, waiting for them; None once all are read or when abandoned."""
+        with self._changed:
+            while not (self._abandoned or self._download_done or self._flushed > self._packed_size):
+                self._changed.wait()
+            if self._abandoned or self._flushed == self._packed_size:
+                return None
+            available = self._flushed - self._packed_size
+        data = packed.read(min(available, CHECK_READ_BYTES))
+        if not data:
+            raise OSError(f"{self._part} is shorter than what was written to it (changed by another process?)")
+        return data
+
+    def _count_unpacked(self, size: int) -> None:
+        self._unpacked_size += size
+        if self._unpacked_size > self._max_unpacked_bytes:
+            raise FileTooLarge("gzip file decompresses past the limit (gzip bomb?)", host=self._host,
+                               path=self._remote_path,
+                               expected=f"at most {self._max_unpacked_bytes} bytes decompressed",
+                               found=f"more than {self._unpacked_size - size} bytes")
+
+    def _store_unpacked(self, unpacked: BinaryIO, piece: bytes) -> None:
+        self._unpacked_md5.update(piece)
+        unpacked.write(piece)
+
+
+class _CheckedPart:
+    """The ``.part`` file as a download writes it: each chunk flushed, then handed to the check."""
+
+    def __init__(self, out: BinaryIO, check: _DownloadCheck) -> None:
+        self._out, self._check = out, check
+
+    def write(self, chunk: bytes) -> None:
+        self._out.write(chunk)
+        self._out.flush()
+        self._check.advance(self._out.tell())
+
+
 # --- Local directory --------------------------------------------------------------------------------------------
 
 class LocalDirSource(Source):
@@ -717,6 +890,42 @@ class _RejectUnknownHost(paramiko.RejectPolicy):
         raise HostKeyMismatch("no host key pinned for this server; refusing to connect (set host_key or "
                               "known_hosts)", host=hostname, expected="a pinned key",
                               found=f"{key.get_name()} {key.fingerprint}")
+
+
+class _Transport(paramiko.Transport):
+    """paramiko's transport, offering AES-GCM first: authenticated encryption needs no separate HMAC pass over
+    each packet (measured here: about a third less CPU per byte than aes-ctr with hmac-sha2-256, on both ends).
+    paramiko's other ciphers follow in its own order, for servers without GCM."""
+
+    _preferred_ciphers = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+                          *(c for c in paramiko.Transport._preferred_ciphers if not c.endswith("-gcm@openssh.com")))
+
+
+class _PrefetchingFile(paramiko.SFTPFile):
+    """paramiko's remote file with its prefetch race fixed (paramiko pull request 2519, not merged).
+
+    With a limit on the reads in flight, a reader that has taken every answer before the prefetch thread sent
+    the next request made paramiko think the prefetch was over: it then read synchronously, one request at a
+    time, while the prefetch thread went on fetching the rest of the file into memory that was never read
+    (measured: a 770 MB file transferred twice, 505 MB held at the end). Here the prefetch is over only once
+    every request has been sent and answered."""
+
+    def _start_prefetch(self, chunks, max_concurrent_requests=None) -> None:
+        self._all_requested = False
+        super()._start_prefetch(chunks, max_concurrent_requests)
+
+    def _prefetch_thread(self, chunks, max_concurrent_requests) -> None:
+        try:
+            super()._prefetch_thread(chunks, max_concurrent_requests)
+        finally:
+            with self._prefetch_lock:
+                self._all_requested = True
+                self._prefetch_done = not self._prefetch_extents
+
+    def _async_response(self, t, msg, num) -> None:
+        super()._async_response(t, msg, num)
+        with self._prefetch_lock:
+            self._prefetch_done = self._all_requested and not self._prefetch_extents
 
 
 # Failures that mean the connection itself broke (not a refusal by the server): retried on a new connection.
@@ -783,10 +992,11 @@ class SftpSource(Source):
             client.connect(ep.host, ep.port, ep.username, password=ep.password, pkey=self._pkey,
                            timeout=ep.connect_timeout, banner_timeout=ep.connect_timeout,
                            auth_timeout=ep.connect_timeout, channel_timeout=ep.connect_timeout,
-                           look_for_keys=False, allow_agent=False)
+                           look_for_keys=False, allow_agent=False, transport_factory=_Transport)
             transport = client.get_transport()
             transport.set_keepalive(30)
-            sftp = paramiko.SFTPClient.from_transport(transport, window_size=SFTP_WINDOW_BYTES)
+            sftp = paramiko.SFTPClient.from_transport(transport, window_size=SFTP_WINDOW_BYTES,
+                                                      max_packet_size=SFTP_MAX_PACKET_BYTES)
             sftp.get_channel().settimeout(ep.io_timeout)
         except HostKeyMismatch:
             client.close()
@@ -878,14 +1088,18 @@ class SftpSource(Source):
         with self._remote(remote_path) as sftp:
             remote = sftp.open(remote_path, "rb")
         try:
+            remote.__class__ = _PrefetchingFile  # paramiko's open makes an SFTPFile; only its prefetch differs
+            remote.MAX_REQUEST_SIZE = SFTP_READ_BYTES  # paramiko's read size, a class constant set per file
             with self._remote(remote_path):
                 remote.seek(offset)
                 if expected_size > offset:
                     remote.prefetch(expected_size, max_concurrent_requests=PREFETCH_REQUESTS)
 
             def read(n: int) -> bytes:
+                # One SFTP answer per call: paramiko's read of more joins the answers by bytes concatenation,
+                # copying each megabyte eight times over.
                 with self._remote(remote_path):
-                    return remote.read(n)
+                    return remote.read(min(n, SFTP_READ_BYTES))
 
             self._copy_capped(read, out, offset, remote_path)
         finally:

@@ -204,6 +204,7 @@ class CuttingProxy:
     """Forwards 127.0.0.1:`port` to 127.0.0.1:`target_port`; the first `cut_connections` connections are broken
     once `cut_after_bytes` have passed in `direction` ('down': server to client, 'up': client to server):
     reset (`stall=False`), or left open with nothing more forwarded (`stall=True`, a silent network).
+    `bytes_down` counts what the server sent through it, on every connection.
     Bounded: it serves only while the test runs and only on loopback."""
 
     def __init__(self, target_port: int, cut_after_bytes: int, *, direction: str = "down",
@@ -215,6 +216,7 @@ class CuttingProxy:
         self.stall = stall
         self.connections = 0
         self.cuts = 0
+        self.bytes_down = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._stopping = threading.Event()
@@ -259,6 +261,8 @@ class CuttingProxy:
                     data = key.fileobj.recv(65536)
                     if not data:
                         return
+                    if key.fileobj is server:
+                        self.bytes_down += len(data)
                     if cut and key.fileobj is counted:
                         passed += len(data)
                         if passed > self.cut_after_bytes:

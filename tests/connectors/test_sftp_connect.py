@@ -55,6 +55,14 @@ def test_a_bare_base64_host_key_as_airflow_allows(sftp_server, fast_retry):
         source.list("/")
 
 
+def test_aes_gcm_is_negotiated_with_both_servers(sftp_server, fast_retry):
+    """AES-GCM is offered first (no separate MAC pass per packet); both OpenSSH and asyncssh accept it."""
+    with SftpSource(sftp_server.endpoint(), **fast_retry) as source:
+        source.list("/")
+        transport = source._client.get_transport()
+        assert (transport.local_cipher, transport.remote_cipher) == ("aes128-gcm@openssh.com",) * 2
+
+
 def test_an_unauthorised_client_key_fails_at_once(sftp_server, fast_retry):
     stranger = asyncssh.generate_private_key("ssh-ed25519").export_private_key("openssh").decode()
     endpoint = replace(sftp_server.endpoint(), private_key=stranger)

@@ -1,6 +1,7 @@
 """Fetching flagged files: against real sshd, the embedded asyncssh server and a local directory alike."""
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import hashlib
 import os
@@ -10,7 +11,11 @@ import time
 import pytest
 
 from connectors.errors import FileNotReady, FileTooLarge, UnsafeRemotePath
+from connectors import sftp
 from connectors.sftp import FetchedFile
+from connectors.sftp_server import EmbeddedSftpServer
+from duizhang import pipeline
+from duizhang.workdir import Workdir
 from formats.errors import FileRejected, FlagMismatch, Terminal, Transient
 from formats.flag import Flag, md5_of, write_flag
 
@@ -235,3 +240,73 @@ def test_a_flag_still_being_written_is_not_ready_but_a_garbled_one_is_a_fault(ex
         put_flagged(exchange, "ACOMN_20261121_01", data, flag=b"ACOMN_20261121_01|five|1|xyz\r\n")
         with pytest.raises(FlagMismatch, match="malformed flag file"):
             source.fetch(exchange.remote_dir(DATE), "ACOMN_20261121_01", tmp_path / "work")
+
+
+# --- gzip files are checked while they download -------------------------------------------------------------
+
+def test_gzip_of_several_members_is_decompressed_whole_as_gzip_reads_it(exchange, tmp_path):
+    first, second = b"H|first member\r\n" * 5000, b"D|second member\r\n" * 7000
+    packed = gzip.compress(first) + bytes(10) + gzip.compress(second)  # zero padding between members is allowed
+    put_flagged(exchange, "ACOMN_20261121_04.gz", packed)
+    with exchange.source() as source:
+        fetched = source.fetch(exchange.remote_dir(DATE), "ACOMN_20261121_04.gz", tmp_path / "work")
+    assert fetched.local_path.read_bytes() == gzip.decompress(packed) == first + second
+    assert fetched.md5 == hashlib.md5(first + second).hexdigest()
+
+
+def test_inflating_in_bounded_steps_loses_no_output(monkeypatch):
+    """A step ends when its output is full: the input left over, and output zlib holds back mid-match, come out
+    in later steps, whatever the pieces the download hands over."""
+    monkeypatch.setattr(sftp, "INFLATE_STEP_BYTES", 1000)
+    plain = bytes(100_000) + b"tail\r\n"
+    gunzip = sftp._Gunzip()
+    packed = gzip.compress(plain)
+    inflated = b"".join(piece for i in range(len(packed)) for piece in gunzip.inflate(packed[i:i + 1]))
+    assert inflated == plain and gunzip.complete
+
+
+def corrupted_gzip(size: int) -> bytes:
+    """A gzip file of about `size` bytes (random data barely compresses) with one byte changed in the middle."""
+    packed = bytearray(gzip.compress(os.urandom(size), compresslevel=1))
+    packed[len(packed) // 2] ^= 0xFF
+    return bytes(packed)
+
+
+def test_corrupt_gzip_found_while_streaming_is_rejected_leaving_the_old_copy(exchange, tmp_path):
+    put_flagged(exchange, "ACOMN_20261121_06.gz", corrupted_gzip(3 << 20))  # the flag matches the bad bytes
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "ACOMN_20261121_06").write_bytes(b"yesterday's good copy")
+    with exchange.source() as source, pytest.raises(FileRejected, match="not a valid gzip file") as caught:
+        source.fetch(exchange.remote_dir(DATE), "ACOMN_20261121_06.gz", work)
+    assert isinstance(caught.value, Terminal)
+    assert (work / "ACOMN_20261121_06").read_bytes() == b"yesterday's good copy"
+    assert leftovers(work) == ["ACOMN_20261121_06"]  # neither .part file
+    assert not [t for t in threading.enumerate() if t.name.startswith(("check .", "write unpacked"))]
+
+
+def test_a_gzip_file_unlike_its_flag_is_a_flag_mismatch_before_being_bad_gzip(exchange, tmp_path):
+    good = gzip.compress(os.urandom(1 << 20), compresslevel=1)
+    bad = bytearray(good)
+    bad[len(bad) // 2] ^= 0xFF  # changed after the flag was written: the MD5 says so, not the inflater
+    put_flagged(exchange, "ACOMN_20261121_07.gz", bytes(bad),
+                flag=Flag("ACOMN_20261121_07.gz", len(good), 1, hashlib.md5(good).hexdigest()).render())
+    with exchange.source() as source, pytest.raises(FlagMismatch, match="MD5 differs"):
+        source.fetch(exchange.remote_dir(DATE), "ACOMN_20261121_07.gz", tmp_path / "work")
+    assert leftovers(tmp_path / "work") == []
+
+
+def test_corrupt_gzip_registers_nothing(tmp_path):
+    """Through the pipeline's fetch step: a refused file never reaches the registry or the landing folder."""
+    root = tmp_path / "account"
+    (root / "outbox" / "20261121").mkdir(parents=True)
+    gz = root / "outbox" / "20261121" / "IND26112101ACOMN.gz"
+    gz.write_bytes(corrupted_gzip(2 << 20))
+    write_flag(gz, 1)
+    wd = Workdir(tmp_path / "work")
+    with EmbeddedSftpServer(root) as server, pytest.raises(FileRejected, match="not a valid gzip file"):
+        pipeline.fetch("unionpay_acq", dt.date(2026, 11, 21), server.endpoint(), wd)
+    with wd.control() as db:
+        assert db.execute("SELECT count(*) FROM files").fetchone()[0] == 0
+    landing = wd.landing("unionpay_acq", dt.date(2026, 11, 21))
+    assert [p.relative_to(landing) for p in landing.rglob("*") if p.is_file()] == []
