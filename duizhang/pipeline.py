@@ -38,7 +38,7 @@ from formats.flag import parse_flag
 from formats.result import ReadResult
 from recon.channels import CHANNELS
 from recon.outcomes import BREAKS
-from recon.engine import Inputs, check_conservation, reconcile, summarise
+from recon.engine import Inputs, ParsedFile, check_conservation, reconcile_to_parquet, summarise
 from recon.rules import MatchRule
 from duizhang.channels import CHANNEL_FILES
 from duizhang.workdir import Workdir, now, write_parquet
@@ -344,22 +344,25 @@ def _match_one(channel: str, rule: MatchRule, date: dt.date, wd: Workdir) -> dic
     if waiting := _incomplete(rule, files):
         log.info("%s %s: %s not reconciled: %s", channel, date, rule.channel, waiting)
         return {"waiting": waiting}
-    cp = pa.concat_tables([_with_file_columns(pq.read_table(parsed / f["parquet"]), f) for f in files],
-                          promote_options="default")
-    quarantine = pa.concat_tables([pq.read_table(parsed / f["quarantine"]) for f in files], promote_options="default")
-    ledger = pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", rule.ledger_channel)])
+    # The engine reads the Parquet files itself (10 million records a side never sit in this process as Arrow)
+    cp = [ParsedFile(parsed / f["parquet"], f["name"], f["header"]) for f in files]
+    quarantine = [parsed / f["quarantine"] for f in files]
+    ledger = wd.ledger_extract(date)
     prev, prev_date = _previous_results(wd, rule.channel, date)
     key = wd.secret("pan_hash_key", PAN_KEY_ENV)
     with locked(wd, channel, date):
-        results = reconcile(rule, date, Inputs(cp, quarantine, ledger, prev), key)
+        results = wd.table_path("recon_result", rule.channel, date)
+        unchecked = results.with_name(f".{results.name}.unchecked")   # not a table until conservation holds
+        reconcile_to_parquet(rule, date, Inputs(cp, quarantine, ledger, prev), key, unchecked)
         inputs = {"counterparty": (sum(f["records"] for f in files), sum(f["amount_fen"] for f in files)),
                   "ledger": _ledger_in(rule, date, ledger)}
         expected = {side: tuple(a + b for a, b in zip(today, _carried_in(prev, side)))
                     for side, today in inputs.items()}
-        conservation = check_conservation(results, {k: v for k, v in expected.items() if v[0]})
-        wd.publish("recon_result", rule.channel, date, results)
+        conservation = check_conservation(unchecked, {k: v for k, v in expected.items() if v[0]})
+        os.replace(unchecked, results)
         wd.publish("recon_summary", rule.channel, date, summarise(results))
-        wd.publish("quarantine", rule.channel, date, _analyst_quarantine(quarantine, rule.channel, date))
+        wd.publish("quarantine", rule.channel, date, _analyst_quarantine(
+            pa.concat_tables([pq.read_table(q) for q in quarantine], promote_options="default"), rule.channel, date))
         wd.publish("recon_files", rule.channel, date, pa.Table.from_pylist(
             [{"channel": rule.channel, "business_date": date, "file": f["name"], "version": f["version"],
               "md5": f["md5"], "records": f["records"], "quarantined": f["quarantined"], "amount_fen": f["amount_fen"]}
@@ -382,22 +385,16 @@ def _incomplete(rule: MatchRule, files: list[dict]) -> str | None:
     return None
 
 
-def _with_file_columns(table: pa.Table, f: dict) -> pa.Table:
-    """The records with `_file` and the file's header fields as `h_<field>` text columns (batch identities)."""
-    table = table.append_column("_file", pa.array([f["name"]] * table.num_rows, pa.string()))
-    for k, v in f["header"].items():
-        table = table.append_column(f"h_{k}", pa.array([v] * table.num_rows, pa.string()))
-    return table
-
-
 def _previous_results(wd: Workdir, recon: str, date: dt.date) -> tuple[pa.Table | None, str | None]:
-    """The stored results of the latest earlier business date this reconciliation ran (its business calendar)."""
+    """The items left PENDING in the stored results of the latest earlier business date this reconciliation ran
+    (its business calendar): the only rows of it that enter T."""
     channel_dir = wd.table_path("recon_result", recon, date).parent.parent
     earlier = sorted(p.name.removeprefix("business_date=") for p in channel_dir.glob("business_date=*")
                      if p.name.removeprefix("business_date=") < date.isoformat() and (p / "part.parquet").exists())
     if not earlier:
         return None, None
-    return wd.read_table("recon_result", recon, dt.date.fromisoformat(earlier[-1])), earlier[-1]
+    return wd.read_table("recon_result", recon, dt.date.fromisoformat(earlier[-1]),
+                         filters=[("outcome", "=", "PENDING")]), earlier[-1]
 
 
 def _carried_in(prev: pa.Table | None, side: str) -> tuple[int, int]:
@@ -408,13 +405,13 @@ def _carried_in(prev: pa.Table | None, side: str) -> tuple[int, int]:
     return open_items.num_rows, int(pc.sum(open_items["amount_fen"]).as_py() or 0)
 
 
-def _ledger_in(rule: MatchRule, date: dt.date, ledger: pa.Table) -> tuple[int, int]:
+def _ledger_in(rule: MatchRule, date: dt.date, extract: Path) -> tuple[int, int]:
     """The journal rows of T entering the reconciliation, counted from the extract."""
     con = duckdb.connect()
     try:
-        con.register("ledger_raw", ledger)
-        n, fen = con.execute(f"SELECT count(*), coalesce(sum(amount_fen), 0) FROM ledger_raw WHERE channel = ? AND "
-                             f"acct_date = ? AND ({rule.ledger_where})", [rule.ledger_channel, date]).fetchone()
+        n, fen = con.execute(f"SELECT count(*), coalesce(sum(amount_fen), 0) FROM read_parquet(?) WHERE channel = ? "
+                             f"AND acct_date = ? AND ({rule.ledger_where})",
+                             [extract.as_posix(), rule.ledger_channel, date]).fetchone()
     finally:
         con.close()
     return int(n), int(fen)
@@ -454,12 +451,18 @@ def answer(channel: str, date: dt.date, wd: Workdir) -> dict:
     out = {"channel": channel, "business_date": date.isoformat(), "returns": [], "errors_files": []}
     with locked(wd, channel, date):
         kinds = {k.kind: k for k in spec.kinds}
-        journal = (pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", spec.ledger_channel)])
-                   if any(kinds[f["kind"]].layout in BUILDERS for f in manifest["files"]) else None)  # batches only
+        batches = [f for f in manifest["files"] if kinds[f["kind"]].layout in BUILDERS]
+        if batches:   # the journal is read only for a channel with batches to answer
+            journal = pq.read_table(wd.ledger_extract(date), filters=[("channel", "=", spec.ledger_channel)])
+            per_file = _answer_inputs_per_file(wd, date, {r for f in batches for r in kinds[f["kind"]].reconciled_by},
+                                               journal)
+        landed = _landed_paths(wd, channel, date)
         for f in manifest["files"]:
             kind = kinds[f["kind"]]
             if kind.layout in BUILDERS:
-                out["returns"].append(_answer_batch(wd, channel, date, f, kind, journal, to_counterparty))
+                results, matched_journal = per_file(f["name"])
+                out["returns"].append(_answer_batch(landed[(f["name"], f["version"])], channel, date, f, kind,
+                                                    results, matched_journal, journal, to_counterparty))
             elif kind.layout == "unionpay.errn":
                 out["disputes"] = _answer_disputes(wd, channel, date, f, to_counterparty)
         for recon in spec.reconciliations():
@@ -474,20 +477,57 @@ def answer(channel: str, date: dt.date, wd: Workdir) -> dict:
     return out
 
 
-def _answer_batch(wd: Workdir, channel: str, date: dt.date, f: dict, kind, journal: pa.Table,
-                  out_dir: Path) -> dict:
-    path = _landed(wd, channel, date, f)
+def _answer_inputs_per_file(wd: Workdir, date: dt.date, reconciliations: set[str], journal: pa.Table):
+    """A function giving, for an inbound file's name, its counterparty rows of the night's results and the
+    journal rows those rows are matched with (every row of that `journal_no:seq_no`, copies included).
+
+    The results are read once and cut by `source_file` (a night has thousands of batch files: reading and
+    scanning the whole results and journal once per file was quadratic)."""
+    results = pa.concat_tables([t for r in sorted(reconciliations)
+                                if (t := wd.read_table("recon_result", r, date)) is not None], promote_options="default")
+    con = duckdb.connect()
+    try:
+        con.register("results", results)
+        con.register("journal", journal)
+        mine = con.sql("SELECT * FROM results WHERE side = 'counterparty' AND source_file IS NOT NULL "
+                       "ORDER BY source_file").to_arrow_table()
+        matched = con.sql("""
+            SELECT j.*, r.source_file AS _source_file
+            FROM journal j JOIN (SELECT DISTINCT source_file, matched_with FROM results
+                                 WHERE side = 'counterparty' AND matched_with IS NOT NULL) r
+              ON j.journal_no || ':' || j.seq_no = r.matched_with
+            ORDER BY r.source_file""").to_arrow_table()
+    finally:
+        con.close()
+    results_at, journal_at = _runs(mine["source_file"]), _runs(matched["_source_file"])
+    matched = matched.drop_columns(["_source_file"])
+
+    def for_file(name: str) -> tuple[pa.Table, pa.Table]:
+        return (mine.slice(*results_at.get(name, (0, 0))), matched.slice(*journal_at.get(name, (0, 0))))
+    return for_file
+
+
+def _runs(sorted_names: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
+    """(offset, length) of each value's run in a sorted column."""
+    runs = pc.run_end_encode(sorted_names.combine_chunks()) if len(sorted_names) else None
+    if runs is None:
+        return {}
+    ends = runs.run_ends.to_pylist()
+    return {name: (start, end - start) for name, start, end in zip(runs.values.to_pylist(), [0, *ends[:-1]], ends)}
+
+
+def _answer_batch(path: Path, channel: str, date: dt.date, f: dict, kind, results: pa.Table,
+                  matched_journal: pa.Table, journal: pa.Table, out_dir: Path) -> dict:
+    """The return of one batch: `results` are its counterparty rows, `matched_journal` the journal rows they are
+    matched with; a batch rejected whole is checked against the channel's whole `journal` (nothing posted)."""
     flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
     try:
         batch = InboundBatch.from_read(registry.read(path, kind.layout, flag))
     except FileRejected as e:
         batch = InboundBatch.from_rejection(e)
-    results = pa.concat_tables([t for r in kind.reconciled_by
-                                if (t := wd.read_table("recon_result", r, date)) is not None],
-                               promote_options="default")
     row = {"file": f["name"], "version": f["version"], "records": f["records"]}
     try:
-        sent = build_return(batch, results, journal, date, out_dir)
+        sent = build_return(batch, results, journal if batch.rejected else matched_journal, date, out_dir)
     except BatchHeld as e:
         log.warning("%s %s: return of %s held: %s", channel, date, f["name"], e)
         return row | {"status": "held", "return_file": None, "reason": str(e)}
@@ -538,12 +578,12 @@ def _answer_disputes(wd: Workdir, channel: str, date: dt.date, f: dict, out_dir:
             "queued": reply.queue.num_rows, "resolved_breaks": reply.resolved.num_rows}
 
 
-def _landed(wd: Workdir, channel: str, date: dt.date, f: dict) -> Path:
-    """Where the fetch step stored this version of the file."""
+def _landed_paths(wd: Workdir, channel: str, date: dt.date) -> dict[tuple[str, int], Path]:
+    """Where the fetch step stored each version of each file of T, by (name, version)."""
     with wd.control() as db:
-        row = db.execute("SELECT local_path FROM files WHERE channel=? AND business_date=? AND name=? AND version=?",
-                         (channel, date.isoformat(), f["name"], f["version"])).fetchone()
-    return Path(row["local_path"])
+        return {(r["name"], r["version"]): Path(r["local_path"]) for r in db.execute(
+            "SELECT name, version, local_path FROM files WHERE channel=? AND business_date=?",
+            (channel, date.isoformat()))}
 
 
 # --- 6. clear ---------------------------------------------------------------------------------------------
