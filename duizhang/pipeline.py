@@ -105,8 +105,12 @@ def fetch(channel: str, date: dt.date, source: str, wd: Workdir, *, wait_seconds
         if not names:
             raise NothingToReconcile(f"{channel} {date}: no file matching {matcher.pattern} in {remote_dir} "
                                      f"on {source if '@' not in str(source) else 'the SFTP server'}")
+        with wd.control() as db:   # only a name received before can be a file already held: read its flag
+            seen = {r["name"] for r in db.execute("SELECT DISTINCT name FROM files WHERE channel=? AND "
+                                                   "business_date=?", (channel, date.isoformat()))}
         for name in names:
-            if known := _already_received(wd, channel, date, name, src.read_flag(remote_dir, name)):
+            if name.removesuffix(".gz") in seen and (
+                    known := _already_received(wd, channel, date, name, src.read_flag(remote_dir, name))):
                 registered.append(known)
                 continue
             got = src.fetch(remote_dir, name, staging)
@@ -194,8 +198,8 @@ def parse(channel: str, date: dt.date, wd: Workdir) -> dict:
     files = current_files(wd, channel, date)
     if not files:
         raise NothingToReconcile(f"{channel} {date}: no file registered; run the fetch step first")
-    for f in files:
-        parse_file(channel, date, wd, f["name"])
+    for f in files:   # the registry read once (per file it was quadratic in a night of thousands of batches)
+        _parse_current(channel, date, wd, f)
     return write_manifest(channel, date, wd)
 
 
@@ -207,11 +211,16 @@ def parse_file(channel: str, date: dt.date, wd: Workdir, name: str) -> dict:
     f = next((f for f in current_files(wd, channel, date) if f["name"] == name), None)
     if f is None:
         raise NothingToReconcile(f"{channel} {date}: {name} is not a current file of this date; run the fetch step")
-    kind, _ = CHANNEL_FILES[channel].kind_matching(name, date)
+    return _parse_current(channel, date, wd, f)
+
+
+def _parse_current(channel: str, date: dt.date, wd: Workdir, f: dict) -> dict:
+    """`parse_file` of `f`, a row of `current_files`."""
+    kind, _ = CHANNEL_FILES[channel].kind_matching(f["name"], date)
     out_dir = wd.parsed(channel, date)
     path = Path(f["local_path"])
     stem = f"{f['name']}.v{f['version']}"
-    with locked(wd, f"{channel}.{name}", date):
+    with locked(wd, f"{channel}.{f['name']}", date):
         flag = parse_flag(path.with_name(path.name + ".ok").read_bytes(), path.name + ".ok")
         rejected = None
         try:
