@@ -173,3 +173,14 @@ def test_each_batch_gets_only_its_own_results_and_the_journal_rows_they_matched(
     assert sorted(matched["status"].to_pylist()) == ["F", "S"] and set(matched["journal_no"].to_pylist()) == {"J2"}
     assert per_file("A.txt")[1]["journal_no"].to_pylist() == ["J1"]
     assert per_file("C.txt")[0].num_rows == 0
+
+
+def test_the_breaks_of_a_night_are_read_alone_with_the_results_columns(tmp_path):
+    import pyarrow as pa
+    wd = Workdir(tmp_path / "wd")
+    assert pipeline._read_breaks(wd, "utility", T1) is None
+    wd.publish("recon_result", "utility", T1, pa.table({
+        "outcome": ["MATCHED", "AMOUNT_MISMATCH", "PENDING", "LEDGER_ONLY"], "record_ref": ["a", "b", "c", "d"]}))
+    breaks = pipeline._read_breaks(wd, "utility", T1)
+    assert breaks.to_pydict() == {"outcome": ["AMOUNT_MISMATCH", "LEDGER_ONLY"], "record_ref": ["b", "d"]}
+    assert breaks.schema.equals(wd.read_table("recon_result", "utility", T1).schema, check_metadata=True)
