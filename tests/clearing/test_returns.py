@@ -302,3 +302,16 @@ def test_a_rerun_writes_the_same_bytes(tmp_path, kind, sample, name, channel, re
     second = build_return(batch, results.take(list(reversed(range(results.num_rows)))), journal, T, tmp_path / "b")
     for a, b in ((first, second), (first.with_name(first.name + ".ok"), second.with_name(second.name + ".ok"))):
         assert a.read_bytes() == b.read_bytes()
+
+
+def test_each_return_works_on_a_connection_of_its_own():
+    """The builders share one in-memory database per process (a new one costs ~25 ms a batch) but not their
+    tables: a temporary table of one connection is not seen by the next."""
+    from clearing import returns
+    first, second = returns._connect(), returns._connect()
+    first.execute("CREATE TEMP TABLE lines AS SELECT 1 AS x")
+    assert second.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'lines'").fetchone()[0] == 0
+    first.close()
+    second.execute("CREATE TEMP TABLE lines AS SELECT 2 AS x")
+    assert second.execute("SELECT x FROM lines").fetchone()[0] == 2
+    second.close()
