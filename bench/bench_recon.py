@@ -28,7 +28,7 @@ T = dt.date(2026, 11, 21)
 
 # The benchmark's counterparty records already carry the item columns: the rule reads them as they are.
 BENCH_ITEMS = """
-    SELECT match_ref, amount_fen, status, sign, account, event_time, detail, _file, _line FROM cp_raw
+    SELECT match_ref, amount_fen, status, sign, account, event_time, detail, _file, _line FROM cp_rows
 """
 
 

@@ -22,7 +22,7 @@ UNIONPAY_ACQ = MatchRule(
                                  AS VARCHAR) || c.txn_time, '%Y%m%d%H%M%S') AS event_time,
                'msg ' || c.msg_type || ' proc ' || c.proc_code || ' resp ' || c.resp_code AS detail,
                c._file, c._line
-        FROM cp_raw c
+        FROM cp_rows c
         LEFT JOIN reversed r ON r.orig_stan = c.stan AND r.orig_txn_time = c.txn_time
     """,
     ledger_pending_when="strftime(txn_time, '%H%M%S') >= '230000'",
@@ -49,7 +49,7 @@ CNAPS2 = MatchRule(
                CASE dr_cr WHEN 'D' THEN payer_acct ELSE payee_acct END AS account,
                process_time AS event_time,
                msg_type || ' ' || dr_cr || ' ' || status AS detail, _file, _line
-        FROM cp_raw
+        FROM cp_rows
     """,
     agreeing_statuses=frozenset({("S", "S"), ("F", "F"), ("F", "R")}),
     carry_forward_days=1,
@@ -66,7 +66,7 @@ TIPS = MatchRule(
         SELECT {_TIPS_PACK} || TraNo AS match_ref, TraAmt AS amount_fen, 'S' AS status, 1 AS sign,
                PayAcct AS account, CAST(h_EntrustDate AS TIMESTAMP) AS event_time,
                'pack ' || h_PackNo || ' TraNo ' || TraNo || ' voucher ' || TaxVouNo AS detail, _file, _line
-        FROM cp_raw
+        FROM cp_rows
     """,
     agreeing_statuses=ANY_LEDGER_STATUS,
     needs_no_ledger_row=frozenset(),
@@ -83,7 +83,7 @@ TIPS_3111 = MatchRule(
                TraAmt AS amount_fen, 'S' AS status, 1 AS sign, PayAcct AS account,
                CAST(OriEntrustDate AS TIMESTAMP) AS event_time,
                'ChkAcctOrd ' || h_ChkAcctOrd || ' pack ' || OriPackNo || ' TraNo ' || OriTraNo AS detail, _file, _line
-        FROM cp_raw
+        FROM cp_rows
     """,
     ledger_where="status = 'S'",
     needs_no_ledger_row=frozenset(),
@@ -102,7 +102,7 @@ HOUSING_FUND = MatchRule(
                CASE h_tx_code WHEN 'BDC103' THEN -1 ELSE 1 END AS sign, acct_no AS account,
                CAST(h_entrust_date AS TIMESTAMP) AS event_time,
                h_tx_code || ' item ' || seq_no || ' ' || fund_txn_no AS detail, _file, _line
-        FROM cp_raw
+        FROM cp_rows
     """,
     agreeing_statuses=ANY_LEDGER_STATUS,
     needs_no_ledger_row=frozenset(),
@@ -121,7 +121,7 @@ UTILITY = MatchRule(
                CAST(h_batch_date AS TIMESTAMP) AS event_time,
                h_utility_code || ' contract ' || trim(contract_no) || ' period ' || billing_period AS detail,
                _file, _line
-        FROM cp_raw
+        FROM cp_rows
     """,
     agreeing_statuses=ANY_LEDGER_STATUS,
     needs_no_ledger_row=frozenset(),
@@ -141,7 +141,7 @@ PAYROLL = MatchRule(
         SELECT {_PAYROLL_BATCH} || ':' || seq_no AS match_ref, amount_fen, 'S' AS status, -1 AS sign,
                account_no AS account, strptime(regexp_extract(_file, '_(\\d{{8}})_\\d\\d', 1), '%Y%m%d') AS event_time,
                'employee row ' || seq_no || coalesce(' ' || nullif(remark, ''), '') AS detail, _file, _line
-        FROM cp_raw
+        FROM cp_rows
     """,
     agreeing_statuses=ANY_LEDGER_STATUS,
     needs_no_ledger_row=frozenset(),

@@ -56,11 +56,22 @@ class ConservationError(Terminal):
 
 
 @dataclass(frozen=True)
-class Inputs:
-    """What enters reconciliation for one channel and date: Arrow tables or Parquet file paths."""
+class ParsedFile:
+    """A counterparty file as the parse step wrote it: its records' Parquet, the name they carry as `_file`, and
+    its header fields, each of which becomes an `h_<field>` text column (a batch's identity)."""
 
-    counterparty: pa.Table | Path   # parsed detail records with `_file` and `_line`
-    quarantine: pa.Table | Path     # quarantined records: `_file`, `_line`, `_field`, `_expected`, `_actual`, amount
+    parquet: Path
+    name: str
+    header: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What enters reconciliation for one channel and date: Arrow tables or Parquet file paths (the parsed files
+    themselves, so that 10 million records a side never sit in the caller's memory)."""
+
+    counterparty: pa.Table | Path | list[ParsedFile]   # parsed detail records (`_line`; `_file` unless ParsedFile)
+    quarantine: pa.Table | Path | list[Path]  # quarantined records: `_file`, `_line`, `_field`, `_expected`, ...
     ledger: pa.Table | Path         # journal rows (any channel; the rule's channel is selected)
     carried: pa.Table | Path | None  # results of the previous business date (PENDING ones are carried)
 
@@ -103,8 +114,7 @@ def _result_batches(con: duckdb.DuckDBPyConnection, rule: MatchRule, business_da
     for statement in prepare_statements(rule, business_date):
         con.execute(statement)
     for part in result_parts(rule, business_date):
-        reader = con.sql(part).to_arrow_reader(BATCH_ROWS)
-        for batch in reader:
+        for batch in con.sql(part).to_arrow_reader(BATCH_ROWS):
             yield batch.cast(RESULT_SCHEMA)
 
 
@@ -121,10 +131,19 @@ def _connect(inputs: Inputs, hash_key: str) -> duckdb.DuckDBPyConnection:
     carried = inputs.carried if inputs.carried is not None else _empty_results()
     for name, data in (("cp_raw", inputs.counterparty), ("cp_quarantine", inputs.quarantine),
                        ("ledger_raw", inputs.ledger), ("prev", carried)):
-        if isinstance(data, (str, Path)):
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{Path(data).as_posix()}')")
-        else:
+        if isinstance(data, pa.Table):
             con.register(name, data)
+        elif data and isinstance(data, list) and isinstance(data[0], ParsedFile):
+            # every file in one scan; `filename` says which file a record came from, hence its columns
+            con.register(f"{name}_files", pa.Table.from_pylist(
+                [{"filename": f.parquet.as_posix(), "_file": f.name} | {f"h_{k}": v for k, v in f.header.items()}
+                 for f in data]))
+            con.execute(f"""CREATE VIEW {name} AS SELECT r.* EXCLUDE (filename), f.* EXCLUDE (filename)
+                FROM read_parquet({[f.parquet.as_posix() for f in data]!r}, filename = true, union_by_name = true) r
+                JOIN {name}_files f USING (filename)""")
+        else:
+            paths = [Path(p).as_posix() for p in (data if isinstance(data, list) else [data])]
+            con.execute(f"CREATE VIEW {name} AS SELECT * FROM read_parquet({paths!r}, union_by_name = true)")
     con.execute("SET VARIABLE hash_key = ?", [hash_key])
     return con
 
@@ -137,26 +156,9 @@ def prepare_statements(rule: MatchRule, business_date: dt.date) -> list[str]:
     The item views (`today_cp`, `today_lg`, `carried_items`) are not materialised: each use streams from the inputs,
     so no wide copy of 20 million rows is ever held."""
     t = business_date.isoformat()
-    cp_sql = rule.counterparty_items.replace("{business_date}", t)
-    pending = rule.ledger_pending_when or "false"
-    control = rule.batch_control_when or "false"
     return [
-        f"""CREATE TEMP VIEW today_cp AS
-        SELECT 'counterparty' AS side, _file || ':' || _line AS record_ref, match_ref, amount_fen, status, sign,
-               account, NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash, event_time, detail,
-               _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no, DATE '{t}' AS origin_date,
-               0 AS open_days, status = 'P' AS pending_eligible, false AS is_control, NULL::VARCHAR AS batch,
-               NULL::VARCHAR AS superseded_by
-        FROM ({cp_sql})""",
-        f"""CREATE TEMP VIEW today_lg AS
-        SELECT 'ledger' AS side, journal_no || ':' || seq_no AS record_ref, {rule.ledger_key} AS match_ref, amount_fen,
-               status, CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END AS sign, account_no AS account,
-               NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash, txn_time AS event_time, memo AS detail,
-               NULL::VARCHAR AS source_file, NULL::BIGINT AS source_line, journal_no, acct_date AS origin_date,
-               0 AS open_days, coalesce({pending}, false) AS pending_eligible, coalesce({control}, false) AS is_control,
-               batch_no AS batch, NULL::VARCHAR AS superseded_by
-        FROM ledger_raw
-        WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}' AND ({rule.ledger_where})""",
+        f"CREATE TEMP VIEW today_cp AS {_today_cp(rule, business_date, 'cp_raw')}",
+        f"CREATE TEMP VIEW today_lg AS {_today_lg(rule, business_date, 'ledger_raw')}",
         # the items left open on the previous business date, as they were stored (state derived, not kept); few
         f"""CREATE TEMP TABLE carried AS
         SELECT side, record_ref, match_ref, amount_fen, status, sign, NULL::VARCHAR AS account, account_masked,
@@ -218,6 +220,36 @@ def prepare_statements(rule: MatchRule, business_date: dt.date) -> list[str]:
                                    ORDER BY abs(coalesce(epoch(b.event_time) - epoch(a.event_time), 0)),
                                             b.record_ref) = 1""",
     ]
+
+
+def _today_cp(rule: MatchRule, business_date: dt.date, source: str) -> str:
+    """The counterparty's items of T: the rule's SELECT over `cp_rows`, here all of `source`."""
+    t = business_date.isoformat()
+    cp_sql = rule.counterparty_items.replace("{business_date}", t)
+    return f"""
+        WITH cp_rows AS (SELECT * FROM {source})
+        SELECT 'counterparty' AS side, _file || ':' || _line AS record_ref, match_ref, amount_fen, status, sign,
+               account, NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash, event_time, detail,
+               _file AS source_file, _line AS source_line, NULL::VARCHAR AS journal_no, DATE '{t}' AS origin_date,
+               0 AS open_days, status = 'P' AS pending_eligible, false AS is_control, NULL::VARCHAR AS batch,
+               NULL::VARCHAR AS superseded_by
+        FROM ({cp_sql})"""
+
+
+def _today_lg(rule: MatchRule, business_date: dt.date, source: str) -> str:
+    """The journal rows of T for the rule, read from `source`."""
+    t = business_date.isoformat()
+    pending = rule.ledger_pending_when or "false"
+    control = rule.batch_control_when or "false"
+    return f"""
+        SELECT 'ledger' AS side, journal_no || ':' || seq_no AS record_ref, {rule.ledger_key} AS match_ref, amount_fen,
+               status, CASE dr_cr WHEN 'C' THEN -1 ELSE 1 END AS sign, account_no AS account,
+               NULL::VARCHAR AS account_masked, NULL::VARCHAR AS account_hash, txn_time AS event_time, memo AS detail,
+               NULL::VARCHAR AS source_file, NULL::BIGINT AS source_line, journal_no, acct_date AS origin_date,
+               0 AS open_days, coalesce({pending}, false) AS pending_eligible, coalesce({control}, false) AS is_control,
+               batch_no AS batch, NULL::VARCHAR AS superseded_by
+        FROM {source}
+        WHERE channel = '{rule.ledger_channel}' AND acct_date = DATE '{t}' AND ({rule.ledger_where})"""
 
 
 def result_parts(rule: MatchRule, business_date: dt.date) -> list[str]:
@@ -385,11 +417,10 @@ def _empty_results() -> pa.Table:
         con.close()
 
 
-def summarise(results: pa.Table) -> pa.Table:
+def summarise(results: pa.Table | Path) -> pa.Table:
     """`recon_summary`: per channel, date, side and outcome, the count and the money (fen)."""
-    con = duckdb.connect()
+    con = _results_connection(results)
     try:
-        con.register("r", results)
         return con.sql("""
             SELECT channel, business_date, side, outcome, count(*) AS records, CAST(coalesce(sum(amount_fen), 0) AS BIGINT) AS amount_fen
             FROM r GROUP BY ALL ORDER BY channel, business_date, side, outcome""").to_arrow_table()
@@ -397,14 +428,13 @@ def summarise(results: pa.Table) -> pa.Table:
         con.close()
 
 
-def check_conservation(results: pa.Table, expected: dict[str, tuple[int, int]]) -> dict[str, dict]:
+def check_conservation(results: pa.Table | Path, expected: dict[str, tuple[int, int]]) -> dict[str, dict]:
     """Compare, per side, (records, fen) counted from the inputs with what the outcomes account for.
 
     `expected` is {side: (count, fen)} taken from the inputs. Returns the per-side breakdown; raises
     ConservationError naming the side and the difference when anything was lost or counted twice."""
-    con = duckdb.connect()
+    con = _results_connection(results)
     try:
-        con.register("r", results)
         rows = con.execute("""
             SELECT side, outcome, count(*), coalesce(sum(amount_fen), 0) FROM r GROUP BY ALL""").fetchall()
     finally:
@@ -425,6 +455,16 @@ def check_conservation(results: pa.Table, expected: dict[str, tuple[int, int]]) 
         if side not in expected:
             raise ConservationError(f"outcomes on an unexpected side {side!r}")
     return report
+
+
+def _results_connection(results: pa.Table | Path) -> duckdb.DuckDBPyConnection:
+    """A connection where `r` is the results (an Arrow table, or the Parquet file reconcile_to_parquet wrote)."""
+    con = duckdb.connect(config={"threads": THREADS, "memory_limit": MEMORY_LIMIT})
+    if isinstance(results, pa.Table):
+        con.register("r", results)
+    else:
+        con.execute(f"CREATE VIEW r AS SELECT * FROM read_parquet('{Path(results).as_posix()}')")
+    return con
 
 
 def is_break(outcome: str) -> bool:

@@ -27,10 +27,11 @@ class MatchRule:
     ledger_channel: str
     """The journal's `channel` column value for this channel (`UNIONPAY_ACQ`)."""
     counterparty_items: str
-    """A SELECT over `cp_raw` (the parsed files' detail records with `_line`, `_file` and the file's header fields
-    as `h_<field>` text columns) returning the item columns: match_ref, amount_fen, status, sign (+1 money in for
-    the bank, -1 out), account, event_time (timestamp), detail (short text for the analyst), _file, _line.
-    `{business_date}` is replaced by T."""
+    """A SELECT over `cp_rows` (the parsed files' detail records with `_line`, `_file` and the file's header fields
+    as `h_<field>` text columns) returning, row for row, the item columns: match_ref, amount_fen, status, sign (+1
+    money in for the bank, -1 out), account, event_time (timestamp), detail (short text for the analyst), _file,
+    _line. `cp_rows` is all the records or a chunk of them; what needs the other records (a reversal's original)
+    reads `cp_raw`, always all of them. `{business_date}` is replaced by T."""
     ledger_key: str = "channel_ref"
     """The SQL expression over the journal that equals `match_ref`."""
     ledger_where: str = "true"

@@ -167,3 +167,26 @@ def test_parquet_path_gives_the_same_rows_in_the_same_order(tmp_path):
     # the one-sided pair found each other as nearest candidates (same card and amount, 1 minute apart)
     assert "1 minutes later" in rows[3]["reason"] and "0000991121100100" in rows[3]["reason"]
     assert "1 minutes earlier" in rows[8]["reason"] and "IND26112101ACOMN:5" in rows[8]["reason"]
+
+
+def test_parsed_files_give_the_rows_of_one_table(tmp_path):
+    """The pipeline gives the engine the parsed Parquet files (ParsedFile: `_file` and header columns added by the
+    engine) rather than one table: the rows are the same, also when a reversal (0420) in the second file reverses a
+    purchase of the first."""
+    import pyarrow.parquet as pq
+    from recon.engine import ParsedFile
+    purchases = [acomn(f"0000{i:02d}", line=i) for i in range(1, 6)]
+    reversal = acomn("000090", time="1121100500", msg="0420", orig_stan="000002", orig_time="1121100000", line=6)
+    cp = cp_table([*purchases, reversal])
+    lg = ledger_table([journal(f"0000{i:02d}1121100000") for i in (1, 2, 3, 5)]
+                      + [journal("0000991121100100", time="2026-11-21 10:01:00"),
+                         journal("0000901121100500", status="S")])
+    one_table = reconcile(UNIONPAY_ACQ, T, Inputs(cp, quarantine(), lg, None), "k")
+    assert dict(zip(one_table["record_ref"].to_pylist(), one_table["status"].to_pylist()))[
+        "IND26112101ACOMN:2"] == "R"
+    files = []
+    for part in (cp.slice(0, 3), cp.slice(3)):
+        path = tmp_path / f"part{len(files)}.parquet"
+        pq.write_table(part.drop_columns(["_file"]), path)
+        files.append(ParsedFile(path, "IND26112101ACOMN", {}))
+    assert reconcile(UNIONPAY_ACQ, T, Inputs(files, quarantine(), lg, None), "k").to_pylist() == one_table.to_pylist()
