@@ -158,12 +158,11 @@ class Workdir:
                 f.write(secrets.token_hex(32))
                 f.flush()
                 os.fsync(f.fileno())
-            if path.exists():            # an empty key left by a crash before this fix: replace it
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)       # the first link wins; the others read its key
+            if not path.read_text().strip():   # an empty key left by a crash before this fix: replace it
                 os.replace(tmp, path)
-            else:
-                with contextlib.suppress(FileExistsError):
-                    os.link(tmp, path)
-                tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         return path.read_text().strip()
 
 

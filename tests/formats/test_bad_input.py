@@ -135,26 +135,35 @@ def test_bad_file(case, tmp_path):
 
 
 def test_gzip_bomb_stops_at_the_limit_and_broken_gzip_is_rejected(tmp_path):
-    """The decompression limit lives in the connector: a 200 MB gzip bomb stops at a 1 MB limit, having
-    written nothing, and a gzip file that is not gzip is a rejected file."""
+    """The decompression limit lives in the connector: a 200 MB gzip bomb, fetched with its flag, stops at a 1 MB
+    limit having kept nothing, and a gzip file that is not gzip is a rejected file."""
+    import hashlib
     from connectors.errors import FileTooLarge
     from connectors.sftp import LocalDirSource
+    from formats.flag import Flag
 
-    bomb = tmp_path / "IND26112101ACOMN.gz"
-    with gzip.open(bomb, "wb", compresslevel=9) as f:
-        chunk = b"0" * (1 << 20)
+    served = tmp_path / "served" / "outbox"
+    served.mkdir(parents=True)
+
+    def serve(name: str, data: bytes) -> None:
+        (served / name).write_bytes(data)
+        (served / f"{name}.ok").write_bytes(Flag(name, len(data), 1, hashlib.md5(data).hexdigest()).render())
+
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", compresslevel=9) as f:
         for _ in range(200):
-            f.write(chunk)
-    assert bomb.stat().st_size < 1 << 20
-    source = LocalDirSource(tmp_path, max_unpacked_bytes=1 << 20)
-    out = tmp_path / "IND26112101ACOMN"
+            f.write(b"0" * (1 << 20))
+    assert len(buffer.getvalue()) < 1 << 20
+    serve("IND26112101ACOMN.gz", buffer.getvalue())
+    serve("x.gz", b"\x1f\x8b\x08\x00" + b"not really gzip" * 10)
+    source = LocalDirSource(tmp_path / "served", max_unpacked_bytes=1 << 20)
+    out = tmp_path / "landing"
+    out.mkdir()
     with deadline(SECONDS_PER_INPUT), pytest.raises(FileTooLarge, match="gzip bomb"):
-        source._gunzip_to(bomb, out, "/outbox/IND26112101ACOMN.gz")
-    assert not out.exists() and not list(tmp_path.glob(".*part"))
-    broken = tmp_path / "x.gz"
-    broken.write_bytes(b"\x1f\x8b\x08\x00" + b"not really gzip" * 10)
+        source.fetch("/outbox", "IND26112101ACOMN.gz", out)
     with pytest.raises(errors.FileRejected, match="not a valid gzip"):
-        source._gunzip_to(broken, tmp_path / "x", "/outbox/x.gz")
+        source.fetch("/outbox", "x.gz", out)
+    assert not list(out.iterdir()), "nothing kept of a refused file"
 
 
 def test_xlsx_that_inflates_to_hundreds_of_mb_is_refused_before_parsing(tmp_path):
