@@ -570,6 +570,7 @@ def _answer_disputes(wd: Workdir, channel: str, date: dt.date, f: dict, out_dir:
     result_files = [path.as_posix() for d in days if d.name < t and (path := wd.table_path(
         "recon_result", channel, dt.datetime.strptime(d.name, "%Y%m%d").date())).exists()]
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")   # a 10M-record scan: no bar in the task log
     try:
         con.register("errn", errn)
         acomn = con.sql(f"""
