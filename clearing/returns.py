@@ -24,11 +24,12 @@ from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from formats import registry
 from formats.errors import FileRejected, Terminal
 from formats.flag import write_flag
-from formats.result import ReadResult
+from formats.result import ReadResult, empty_quarantine
 from formats.specs.housing_fund import bdc_res
 from formats.specs.payroll import common as payroll
 from formats.specs.tips import cfx
@@ -74,6 +75,18 @@ class InboundBatch:
                    result.extra.get("encoding"))
 
     @classmethod
+    def from_parsed(cls, file: str, layout: str, header: dict[str, str], records: pa.Table, quarantine: pa.Table,
+                    encoding: str | None = None) -> InboundBatch:
+        """A batch as the parse step stored it: its Parquet records and quarantine (the columns the parse step adds
+        for analysts dropped), and its header values as text (manifest.json: `str` of each value, None left
+        out), typed again by the layout's fields (Arrow casts text back to integers, dates and timestamps)."""
+        spec = registry.get(layout)
+        types = {f.name: f.type.arrow_type for r in spec.records if r is not spec.detail for f in r.fields}
+        typed = {k: pa.array([v], pa.string()).cast(types.get(k, pa.string()))[0].as_py() for k, v in header.items()}
+        return cls(file, layout, typed, records, quarantine.select(empty_quarantine(spec).schema.names),
+                   encoding=encoding)
+
+    @classmethod
     def from_rejection(cls, err: FileRejected) -> InboundBatch:
         """A batch rejected whole: what was read before the rejection, and the failed check in words."""
         if err.partial is None:
@@ -85,47 +98,66 @@ class InboundBatch:
                    batch.encoding, rejected=check)
 
 
-def build_return(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date, out_dir: Path) -> Path:
-    """Write the return of `batch` and its flag into `out_dir`; returns the data file's path.
+def build_returns(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
+                  out_dir: Path) -> dict[str, Path | BatchHeld]:
+    """Write the return of every batch and its flag into `out_dir`; per batch file name, the return's path, or the
+    `BatchHeld` that holds it (nothing of it written) when a record has no single final outcome.
 
-    `results`: recon_result rows (any channel and file; the batch's counterparty rows are selected by
-    `source_file`); `journal`: the ledger extract rows (JOURNAL_SCHEMA) the results' `matched_with` point to;
-    `date`: the business date T the batch was executed on. Raises `BatchHeld` (nothing written) when a record
-    has no single final outcome."""
-    try:
-        builder = BUILDERS[batch.layout]
-    except KeyError:
-        raise KeyError(f"no return for layout {batch.layout!r}; known: {', '.join(sorted(BUILDERS))}") from None
+    `results`: recon_result rows (any channel and file; each batch's counterparty rows are selected by
+    `source_file`); `journal`: the ledger extract rows (JOURNAL_SCHEMA) the results' `matched_with` point to (for a
+    batch rejected whole: the channel's rows, which must show nothing posted); `date`: the business date T the
+    batches were executed on. The batches of a layout are answered by one set of queries (a night has thousands
+    of batches, and the queries of one batch cost about 30 ms); only the files are written one by one."""
+    by_layout: dict[str, list[InboundBatch]] = {}
+    for batch in batches:
+        if batch.layout not in BUILDERS:
+            raise KeyError(f"no return for layout {batch.layout!r}; known: {', '.join(sorted(BUILDERS))}")
+        by_layout.setdefault(batch.layout, []).append(batch)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    return builder(batch, results, journal, date, out_dir)
+    sent: dict[str, Path | BatchHeld] = {}
+    for layout, group in by_layout.items():
+        sent |= BUILDERS[layout](group, results, journal, date, out_dir)
+    return {batch.file: sent[batch.file] for batch in batches}
 
 
-def answers(batch: InboundBatch, results: pa.Table, journal: pa.Table) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection holding `answer`: every record of the batch (parsed or quarantined) in line order with
-    its detail fields and `quarantined`, `outcome`, `status`, `reason_code`, `journal_no`, `acct_date`,
-    `quarantine_field`, `reason`. Raises `BatchHeld` unless each has exactly one final outcome."""
-    con = _lines(batch)
+def build_return(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date, out_dir: Path) -> Path:
+    """`build_returns` of one batch: the return's path; raises `BatchHeld` (nothing written)."""
+    sent = build_returns([batch], results, journal, date, out_dir)[batch.file]
+    if isinstance(sent, BatchHeld):
+        raise sent
+    return sent
+
+
+def answers(batches: list[InboundBatch], results: pa.Table,
+            journal: pa.Table) -> tuple[duckdb.DuckDBPyConnection, dict[str, BatchHeld]]:
+    """A DuckDB connection holding `answer`: every record (parsed or quarantined) of every batch whose records all
+    have exactly one final outcome, in `_file`, `_line` order, with its detail fields and `quarantined`,
+    `outcome`, `status`, `reason_code`, `journal_no`, `acct_date`, `quarantine_field`, `reason`; and the
+    `BatchHeld` of every other batch, by file name."""
+    con = _lines(batches)
     con.register("results", results)
     con.register("journal", journal)
     con.execute("""
         CREATE TEMP TABLE res AS
-        SELECT source_line, count(*) AS n, min(outcome) AS outcome, max(outcome) AS other_outcome,
-               min(reason) AS reason, min(matched_with) AS matched_with
-        FROM results WHERE side = 'counterparty' AND source_file = ? GROUP BY source_line""", [batch.file])
+        SELECT source_file AS _file, source_line, count(*) AS n, min(outcome) AS outcome,
+               max(outcome) AS other_outcome, min(reason) AS reason, min(matched_with) AS matched_with
+        FROM results WHERE side = 'counterparty' AND source_file IN (SELECT _file FROM files)
+        GROUP BY source_file, source_line""")
     con.execute("""
         CREATE TEMP TABLE answer AS
         SELECT l.*, coalesce(r.n, 0) AS n_outcomes, r.outcome, r.other_outcome, r.reason, r.matched_with,
-               j.status, j.reason_code, j.journal_no, j.acct_date, count(*) OVER (PARTITION BY l._line) AS n_rows
+               j.status, j.reason_code, j.journal_no, j.acct_date,
+               count(*) OVER (PARTITION BY l._file, l._line) AS n_rows
         FROM lines l
-        LEFT JOIN res r ON r.source_line = l._line
+        LEFT JOIN res r ON r._file = l._file AND r.source_line = l._line
         -- overlapping extracts may repeat a row: identical copies are one row, different ones hold the batch
         LEFT JOIN (SELECT DISTINCT journal_no, seq_no, status, reason_code, acct_date FROM journal) j
                ON r.outcome = 'MATCHED' AND j.journal_no || ':' || j.seq_no = r.matched_with
-        ORDER BY l._line""")
+        ORDER BY l._file, l._line""")
     final = ", ".join(f"'{o}'" for o in FINAL)
     problems = con.sql(f"""
-        SELECT DISTINCT _line, coalesce(outcome, 'NO OUTCOME'),
+        SELECT DISTINCT _file, _line, coalesce(outcome, 'NO OUTCOME'),
                CASE WHEN n_rows > 1 THEN 'journal row ' || matched_with || ' is given twice with different contents'
                     WHEN n_outcomes = 0 THEN 'no reconciliation result for this record'
                     WHEN n_outcomes > 1 THEN n_outcomes || ' results (' || outcome || ', ' || other_outcome
@@ -137,14 +169,17 @@ def answers(batch: InboundBatch, results: pa.Table, journal: pa.Table) -> duckdb
                END AS why
         FROM answer WHERE why IS NOT NULL
         UNION ALL
-        SELECT source_line, outcome, 'a result for line ' || source_line || ', which the file does not have'
-        FROM res WHERE source_line NOT IN (SELECT _line FROM lines)
-        ORDER BY 1""").fetchall()
-    if problems:
-        total = con.execute("SELECT count(*) FROM lines").fetchone()[0]
-        con.close()
-        raise BatchHeld(batch.file, problems, total)
-    return con
+        SELECT _file, source_line, outcome, 'a result for line ' || source_line || ', which the file does not have'
+        FROM res r WHERE NOT EXISTS (SELECT 1 FROM lines l WHERE l._file = r._file AND l._line = r.source_line)
+        ORDER BY 1, 2, 3, 4""").fetchall()
+    held: dict[str, list[tuple[int | None, str, str]]] = {}
+    for file, line, outcome, why in problems:
+        held.setdefault(file, []).append((line, outcome, why))
+    if not held:
+        return con, {}
+    totals = dict(con.execute("SELECT _file, count(*) FROM lines GROUP BY _file").fetchall())
+    con.execute("DELETE FROM answer WHERE _file IN (SELECT unnest(?))", [list(held)])
+    return con, {file: BatchHeld(file, found, totals.get(file, 0)) for file, found in held.items()}
 
 
 @functools.cache
@@ -158,12 +193,17 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return _database().cursor()
 
 
-def _lines(batch: InboundBatch) -> duckdb.DuckDBPyConnection:
-    """A connection holding `lines`: every record of the batch, parsed or quarantined, with `quarantined` and
-    `quarantine_field`."""
+def _lines(batches: list[InboundBatch]) -> duckdb.DuckDBPyConnection:
+    """A connection holding `files` (each batch's `_file`) and `lines`: every record of the batches, parsed or
+    quarantined, with `_file`, `quarantined` and `quarantine_field`."""
+    def with_file(part: str) -> pa.Table:
+        return pa.concat_tables([getattr(b, part).append_column("_file", pa.array([b.file] * getattr(b, part).num_rows,
+                                                                                  pa.string())) for b in batches],
+                                promote_options="permissive")
     con = _connect()
-    con.register("records", batch.records)
-    con.register("quarantine", batch.quarantine)
+    con.register("files", pa.table({"_file": pa.array([b.file for b in batches], pa.string())}))
+    con.register("records", with_file("records"))
+    con.register("quarantine", with_file("quarantine"))
     con.execute("""
         CREATE TEMP TABLE lines AS
         SELECT * EXCLUDE (_record, _field, _expected, _actual, _raw), true AS quarantined,
@@ -172,6 +212,41 @@ def _lines(batch: InboundBatch) -> duckdb.DuckDBPyConnection:
         UNION ALL BY NAME
         SELECT *, false AS quarantined, NULL::VARCHAR AS quarantine_field FROM records""")
     return con
+
+
+def _each_answered(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, codes: tuple[dict, dict],
+                   details_sql: str, split: tuple[str, str, str], write, *, params: list | None = None,
+                   tables: dict[str, pa.Table] | None = None) -> dict[str, Path | BatchHeld]:
+    """The returns of `batches` (one layout, none rejected whole) from one set of queries: `answers` of them all;
+    `details_sql` over `answer` (with `reason_map` and `code_text` made from `codes`, and `tables`) selects
+    `_file` and the return's detail fields, ordered by `_file, _line`; then for each batch not held,
+    `write(batch, its details, its split)` gives the path of its return. `split` = (code column, success code,
+    amount column) makes the split: (success count, success amount, failure count, failure amount)."""
+    if not batches:
+        return {}
+    con, held = answers(batches, results, journal)
+    try:
+        _codes(con, "reason_map", codes[0], "reason", "code")
+        _codes(con, "code_text", codes[1], "code", "text")
+        for name, table in (tables or {}).items():
+            con.register(name, table)
+        details = con.sql(details_sql, params=params).to_arrow_table()
+    finally:
+        con.close()
+    splits = _splits(details, *split)
+    at = runs(details["_file"])
+    details = details.drop_columns(["_file"])
+    return held | {b.file: write(b, details.slice(*at.get(b.file, (0, 0))), splits.get(b.file, (0, 0, 0, 0)))
+                   for b in batches if b.file not in held}
+
+
+def runs(sorted_names: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
+    """(offset, length) of each value's run in a sorted column: a table sorted by file cut into its files' parts."""
+    if not len(sorted_names):
+        return {}
+    runs = pc.run_end_encode(sorted_names.combine_chunks())
+    ends = runs.run_ends.to_pylist()
+    return {name: (start, end - start) for name, start, end in zip(runs.values.to_pylist(), [0, *ends[:-1]], ends)}
 
 
 def _codes(con: duckdb.DuckDBPyConnection, name: str, mapping: dict[str, str], key: str, value: str) -> None:
@@ -213,83 +288,83 @@ def _next_day(date: dt.date) -> dt.date:
 
 # --- utilities: HP_ ------------------------------------------------------------------------------------------
 
-def utility_hp(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date, out_dir: Path) -> Path:
-    con = answers(batch, results, journal)
-    try:
-        _codes(con, "reason_map", hp.REASON_TO_RESULT, "reason", "code")
-        _codes(con, "code_text", hp.RESULT_CODES, "code", "text")
-        details = con.sql(f"""
-            WITH a AS (SELECT *, {_answer_code(hp.SUCCESS, '9999')} AS result_code FROM answer)
-            SELECT 'D' AS record_type, serial_no, coalesce(contract_no, '') AS contract_no,
-                   coalesce(account_no, '') AS account_no, coalesce(account_name, '') AS account_name, amount_fen,
-                   CASE WHEN result_code = '{hp.SUCCESS}' THEN amount_fen ELSE 0 END AS deducted_fen, result_code,
-                   CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text(40)}
-                        ELSE (SELECT text FROM code_text t WHERE t.code = result_code) END AS result_msg,
-                   CASE WHEN result_code = '{hp.SUCCESS}' THEN journal_no ELSE '' END AS journal_no
-            FROM a ORDER BY _line""").to_arrow_table()
-    finally:
-        con.close()
-    h = batch.header
-    split = _split(details, "result_code", hp.SUCCESS, "amount_fen")
-    header = {"record_type": "H", "utility_code": h["utility_code"], "biz_type": h["biz_type"],
-              "batch_no": h["batch_no"], "batch_date": h["batch_date"], "record_count": h["record_count"],
-              "total_amount_fen": h["total_amount_fen"], "success_count": split[0], "success_amount_fen": split[1],
-              "fail_count": split[2], "fail_amount_fen": split[3], "process_date": _next_day(date), "filler": ""}
-    name = _answer_name(batch.file, r"DK_(\w{8}_\d{8}_\d\d\.txt)", r"HP_\1")  # NN equals the DK file's
-    return _finish(out_dir / name, "utility.hp", details, header)
+def utility_hp(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
+               out_dir: Path) -> dict[str, Path | BatchHeld]:
+    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+        h = batch.header
+        header = {"record_type": "H", "utility_code": h["utility_code"], "biz_type": h["biz_type"],
+                  "batch_no": h["batch_no"], "batch_date": h["batch_date"], "record_count": h["record_count"],
+                  "total_amount_fen": h["total_amount_fen"], "success_count": split[0],
+                  "success_amount_fen": split[1], "fail_count": split[2], "fail_amount_fen": split[3],
+                  "process_date": _next_day(date), "filler": ""}
+        name = _answer_name(batch.file, r"DK_(\w{8}_\d{8}_\d\d\.txt)", r"HP_\1")  # NN equals the DK file's
+        return _finish(out_dir / name, "utility.hp", details, header)
+
+    return _each_answered(batches, results, journal, (hp.REASON_TO_RESULT, hp.RESULT_CODES), f"""
+        WITH a AS (SELECT *, {_answer_code(hp.SUCCESS, '9999')} AS result_code FROM answer)
+        SELECT _file, 'D' AS record_type, serial_no, coalesce(contract_no, '') AS contract_no,
+               coalesce(account_no, '') AS account_no, coalesce(account_name, '') AS account_name, amount_fen,
+               CASE WHEN result_code = '{hp.SUCCESS}' THEN amount_fen ELSE 0 END AS deducted_fen, result_code,
+               CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text(40)}
+                    ELSE (SELECT text FROM code_text t WHERE t.code = result_code) END AS result_msg,
+               CASE WHEN result_code = '{hp.SUCCESS}' THEN journal_no ELSE '' END AS journal_no
+        FROM a ORDER BY _file, _line""", ("result_code", hp.SUCCESS, "amount_fen"), write)
 
 
-def _split(table: pa.Table, code: str, success: str, amount: str) -> tuple[int, int, int, int]:
-    """(success count, success fen, failure count, failure fen); an unreadable amount counts as 0 fen."""
+def _splits(details: pa.Table, code: str, success: str, amount: str) -> dict[str, tuple[int, int, int, int]]:
+    """Per `_file`: (success count, success amount, failure count, failure amount); an unreadable amount counts
+    as 0."""
     con = _connect()
     try:
-        con.register("t", table)
-        row = con.execute(f"""
-            SELECT count(*) FILTER (WHERE {code} = '{success}'),
+        con.register("t", details)
+        rows = con.execute(f"""
+            SELECT _file, count(*) FILTER (WHERE {code} = '{success}'),
                    CAST(coalesce(sum({amount}) FILTER (WHERE {code} = '{success}'), 0) AS BIGINT),
                    count(*) FILTER (WHERE {code} <> '{success}'),
                    CAST(coalesce(sum({amount}) FILTER (WHERE {code} <> '{success}'), 0) AS BIGINT)
-            FROM t""").fetchone()
+            FROM t GROUP BY _file""").fetchall()
     finally:
         con.close()
-    return tuple(int(v) for v in row)
+    return {file: tuple(int(v) for v in split) for file, *split in rows}
 
 
 # --- housing fund: BDC_RES ------------------------------------------------------------------------------------
 
-def housing_fund_res(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date,
-                     out_dir: Path) -> Path:
-    h = batch.header
-    centre = (h["center_acct"], h["center_acct_name"])
-    con = answers(batch, results, journal)
-    try:
-        _codes(con, "reason_map", bdc_res.REASON_TO_RESP, "reason", "code")
-        _codes(con, "code_text", bdc_res.RESP_CODES, "code", "text")
-        # BDC104 collects from the item's account into the centre's; BDC103 pays from the centre's.
-        item_pays = h["tx_code"] == "BDC104"
-        item = ("coalesce(acct_no, '')", "coalesce(acct_name, '')")
-        payer, payee = (item, ("$1", "$2")) if item_pays else (("$1", "$2"), item)
-        details = con.sql(f"""
-            WITH a AS (SELECT *, {_answer_code(bdc_res.SUCCESS, '3999')} AS resp_code FROM answer)
-            SELECT seq_no, '156' AS currency, '0' AS cash_flag, amount,
-                   {payer[0]} AS payer_acct, {payer[1]} AS payer_name, '' AS payer_balance,
-                   {payee[0]} AS payee_acct, {payee[1]} AS payee_name, '' AS payee_balance, resp_code,
-                   CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text()}
-                        ELSE (SELECT text FROM code_text t WHERE t.code = resp_code) END AS resp_msg,
-                   CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN acct_date END AS host_date,
-                   CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN journal_no ELSE '' END AS host_journal_no,
-                   coalesce(fund_txn_no, '') AS receipt_no, '' AS bank_ext
-            FROM a ORDER BY _line""", params=list(centre)).to_arrow_table()
-    finally:
-        con.close()
-    split = _split(details, "resp_code", bdc_res.SUCCESS, "amount")
-    batch_no = h["batch_no"]
-    summary = {"date": _next_day(date), "unit_no": batch_no[:15], "batch_no": batch_no, "tx_code": h["tx_code"],
-               "bus_type": h["bus_type"], "currency": "156", "cash_flag": "0", "total_count": h["record_count"],
-               "total_amount": h["total_amount"], "succ_count": split[0], "succ_amount": split[1],
-               "fail_count": split[2], "fail_amount": split[3], "summary": h.get("summary") or ""}
-    name = _answer_name(batch.file, r"BDC_BAT_(\d+\.DAT)", r"BDC_RES_\1")
-    return _finish(out_dir / name, "housing_fund.bdc_res", details, summary)
+def housing_fund_res(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
+                     out_dir: Path) -> dict[str, Path | BatchHeld]:
+    # BDC104 collects from the item's account into the centre's; BDC103 pays from the centre's.
+    centres = pa.Table.from_pylist(
+        [{"_file": b.file, "centre_acct": b.header["center_acct"], "centre_name": b.header["center_acct_name"],
+          "item_pays": b.header["tx_code"] == "BDC104"} for b in batches],
+        schema=pa.schema([("_file", pa.string()), ("centre_acct", pa.string()), ("centre_name", pa.string()),
+                          ("item_pays", pa.bool_())]))
+
+    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+        h = batch.header
+        batch_no = h["batch_no"]
+        summary = {"date": _next_day(date), "unit_no": batch_no[:15], "batch_no": batch_no, "tx_code": h["tx_code"],
+                   "bus_type": h["bus_type"], "currency": "156", "cash_flag": "0", "total_count": h["record_count"],
+                   "total_amount": h["total_amount"], "succ_count": split[0], "succ_amount": split[1],
+                   "fail_count": split[2], "fail_amount": split[3], "summary": h.get("summary") or ""}
+        name = _answer_name(batch.file, r"BDC_BAT_(\d+\.DAT)", r"BDC_RES_\1")
+        return _finish(out_dir / name, "housing_fund.bdc_res", details, summary)
+
+    item = ("coalesce(acct_no, '')", "coalesce(acct_name, '')")
+    return _each_answered(batches, results, journal, (bdc_res.REASON_TO_RESP, bdc_res.RESP_CODES), f"""
+        WITH a AS (SELECT answer.*, c.centre_acct, c.centre_name, c.item_pays,
+                          {_answer_code(bdc_res.SUCCESS, '3999')} AS resp_code
+                   FROM answer JOIN centres c USING (_file))
+        SELECT _file, seq_no, '156' AS currency, '0' AS cash_flag, amount,
+               CASE WHEN item_pays THEN {item[0]} ELSE centre_acct END AS payer_acct,
+               CASE WHEN item_pays THEN {item[1]} ELSE centre_name END AS payer_name, '' AS payer_balance,
+               CASE WHEN item_pays THEN centre_acct ELSE {item[0]} END AS payee_acct,
+               CASE WHEN item_pays THEN centre_name ELSE {item[1]} END AS payee_name, '' AS payee_balance, resp_code,
+               CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text()}
+                    ELSE (SELECT text FROM code_text t WHERE t.code = resp_code) END AS resp_msg,
+               CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN acct_date END AS host_date,
+               CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN journal_no ELSE '' END AS host_journal_no,
+               coalesce(fund_txn_no, '') AS receipt_no, '' AS bank_ext
+        FROM a ORDER BY _file, _line""", ("resp_code", bdc_res.SUCCESS, "amount"), write, tables={"centres": centres})
 
 
 # --- TIPS: 2102 -----------------------------------------------------------------------------------------------
@@ -298,39 +373,39 @@ PACK_DONE = "处理完成"
 PACK_REJECTED_TEXT = "批量包校验失败: "
 
 
-def tips_2102(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date, out_dir: Path) -> Path:
-    h = batch.header
-    pack = f"{h['TaxOrgCode']}{h['EntrustDate']:%Y%m%d}{h['PackNo']}"
-    if batch.rejected:
-        _nothing_posted(batch.file, journal, "TIPS", pack)
-        details = _empty_returns()
-        succ = (0, 0)
-        result, add_word = cfx.PACK_REJECTED, PACK_REJECTED_TEXT + batch.rejected
-    else:
-        con = answers(batch, results, journal)
+def tips_2102(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
+              out_dir: Path) -> dict[str, Path | BatchHeld]:
+    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+        h = batch.header
+        if batch.rejected:
+            result, add_word = cfx.PACK_REJECTED, PACK_REJECTED_TEXT + batch.rejected
+        else:
+            result, add_word = cfx.PACK_PROCESSED, PACK_DONE
+        reply_date = _next_day(date)
+        header = {"VER": "1.0", "SRC": h["DES"], "DES": h["SRC"], "APP": "TIPS", "MsgNo": "2102",
+                  # date, message number, and the request's own sequence: the reply's id derives from what it answers
+                  "MsgID": f"{reply_date:%Y%m%d}2102{h['MsgID'][-8:]}", "MsgRef": h["MsgID"], "WorkDate": reply_date,
+                  "OriTaxOrgCode": h["TaxOrgCode"], "OriEntrustDate": h["EntrustDate"], "OriPackNo": h["PackNo"],
+                  "AllNum": h["AllNum"], "AllAmt": h["AllAmt"], "SuccNum": split[0], "SuccAmt": split[1],
+                  "Result": result, "AddWord": add_word}
+        name = f"TIPS_2102_{h['TaxOrgCode']}_{h['EntrustDate']:%Y%m%d}_{h['PackNo']}.xml"
+        return _finish(out_dir / name, "tips.2102", details, header, encoding=batch.encoding)
+
+    sent: dict[str, Path | BatchHeld] = {}
+    for batch in (b for b in batches if b.rejected):
+        h = batch.header
         try:
-            _codes(con, "reason_map", cfx.REASON_TO_RESULT, "reason", "code")
-            _codes(con, "code_text", cfx.RESULTS, "code", "text")
-            details = con.sql(f"""
-                WITH a AS (SELECT *, {_answer_code(cfx.PACK_PROCESSED, cfx.PACK_REJECTED)} AS result FROM answer)
-                SELECT TraNo AS OriTraNo, TraAmt, coalesce(TaxVouNo, '') AS TaxVouNo,
-                       coalesce(acct_date, ?) AS TaxDate, result AS Result,
-                       (SELECT text FROM code_text t WHERE t.code = result) AS AddWord
-                FROM a ORDER BY _line""", params=[date]).to_arrow_table()
-        finally:
-            con.close()
-        s = _split(details, "Result", cfx.PACK_PROCESSED, "TraAmt")
-        succ = (s[0], s[1])
-        result, add_word = cfx.PACK_PROCESSED, PACK_DONE
-    reply_date = _next_day(date)
-    header = {"VER": "1.0", "SRC": h["DES"], "DES": h["SRC"], "APP": "TIPS", "MsgNo": "2102",
-              # date, message number, and the request's own sequence: the reply's id derives from what it answers
-              "MsgID": f"{reply_date:%Y%m%d}2102{h['MsgID'][-8:]}", "MsgRef": h["MsgID"], "WorkDate": reply_date,
-              "OriTaxOrgCode": h["TaxOrgCode"], "OriEntrustDate": h["EntrustDate"], "OriPackNo": h["PackNo"],
-              "AllNum": h["AllNum"], "AllAmt": h["AllAmt"], "SuccNum": succ[0], "SuccAmt": succ[1],
-              "Result": result, "AddWord": add_word}
-    name = f"TIPS_2102_{h['TaxOrgCode']}_{h['EntrustDate']:%Y%m%d}_{h['PackNo']}.xml"
-    return _finish(out_dir / name, "tips.2102", details, header, encoding=batch.encoding)
+            _nothing_posted(batch.file, journal, "TIPS", f"{h['TaxOrgCode']}{h['EntrustDate']:%Y%m%d}{h['PackNo']}")
+        except BatchHeld as e:
+            sent[batch.file] = e
+            continue
+        sent[batch.file] = write(batch, _empty_returns(), (0, 0, 0, 0))
+    return sent | _each_answered([b for b in batches if not b.rejected], results, journal,
+                                 (cfx.REASON_TO_RESULT, cfx.RESULTS), f"""
+        WITH a AS (SELECT *, {_answer_code(cfx.PACK_PROCESSED, cfx.PACK_REJECTED)} AS result FROM answer)
+        SELECT _file, TraNo AS OriTraNo, TraAmt, coalesce(TaxVouNo, '') AS TaxVouNo, coalesce(acct_date, ?) AS TaxDate,
+               result AS Result, (SELECT text FROM code_text t WHERE t.code = result) AS AddWord
+        FROM a ORDER BY _file, _line""", ("Result", cfx.PACK_PROCESSED, "TraAmt"), write, params=[date])
 
 
 def _empty_returns() -> pa.Table:
@@ -356,39 +431,44 @@ def _nothing_posted(file: str, journal: pa.Table, ledger_channel: str, batch_no:
 
 # --- payroll: DF_..._RESULT -------------------------------------------------------------------------------------
 
-def payroll_result(batch: InboundBatch, results: pa.Table, journal: pa.Table, date: dt.date,
-                   out_dir: Path) -> Path:
-    fields = "seq_no, account_no, account_name, amount_fen, coalesce(remark, '') AS remark"
-    if batch.rejected:
+PAYROLL_FIELDS = "seq_no, account_no, account_name, amount_fen, coalesce(remark, '') AS remark"
+
+
+def payroll_result(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
+                   out_dir: Path) -> dict[str, Path | BatchHeld]:
+    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+        trailer = {"label": "合计", "success_count": split[0], "success_amount_fen": split[1],
+                   "fail_count": split[2], "fail_amount_fen": split[3]}
+        path = out_dir / _answer_name(batch.file, r"(DF_\w{10}_\d{8}_\d\d)\.(xlsx|csv)", r"\1_RESULT.\2")
+        if batch.layout == "payroll.batch_xlsx":
+            return _finish(path, "payroll.result_xlsx", details, batch.header, trailer, business_date=date)
+        return _finish(path, "payroll.result_csv", details, batch.header, trailer)
+
+    split = ("result", payroll.SUCCESS, "amount_fen")
+    sent: dict[str, Path | BatchHeld] = {}
+    for batch in (b for b in batches if b.rejected):
         m = re.match(r"DF_(\w{10})_(\d{8})_(\d\d)\.", batch.file)
-        _nothing_posted(batch.file, journal, "PAYROLL", "".join(m.groups()) if m else batch.file)
-        con = _lines(batch)
         try:
-            details = con.sql(f"SELECT {fields}, ? AS result, ? AS fail_reason FROM lines ORDER BY _line",
+            _nothing_posted(batch.file, journal, "PAYROLL", "".join(m.groups()) if m else batch.file)
+        except BatchHeld as e:
+            sent[batch.file] = e
+            continue
+        con = _lines([batch])
+        try:
+            details = con.sql(f"SELECT _file, {PAYROLL_FIELDS}, ? AS result, ? AS fail_reason FROM lines ORDER BY _line",
                               params=[payroll.FAILURE, payroll.BATCH_CHECK_FAILED + batch.rejected]).to_arrow_table()
         finally:
             con.close()
-    else:
-        con = answers(batch, results, journal)
-        try:
-            _codes(con, "reason_map", {code: code for code in payroll.REASON_TEXTS}, "reason", "code")
-            _codes(con, "code_text", payroll.REASON_TEXTS, "code", "text")
-            details = con.sql(f"""
-                WITH a AS (SELECT *, {_answer_code('OK', 'E999')} AS code FROM answer)
-                SELECT {fields}, CASE WHEN code = 'OK' THEN ? ELSE ? END AS result,
-                       CASE WHEN code = 'OK' THEN ''
-                            WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text()}
-                            ELSE (SELECT text FROM code_text t WHERE t.code = a.code) END AS fail_reason
-                FROM a ORDER BY _line""", params=[payroll.SUCCESS, payroll.FAILURE]).to_arrow_table()
-        finally:
-            con.close()
-    split = _split(details, "result", payroll.SUCCESS, "amount_fen")
-    trailer = {"label": "合计", "success_count": split[0], "success_amount_fen": split[1], "fail_count": split[2],
-               "fail_amount_fen": split[3]}
-    path = out_dir / _answer_name(batch.file, r"(DF_\w{10}_\d{8}_\d\d)\.(xlsx|csv)", r"\1_RESULT.\2")
-    if batch.layout == "payroll.batch_xlsx":
-        return _finish(path, "payroll.result_xlsx", details, batch.header, trailer, business_date=date)
-    return _finish(path, "payroll.result_csv", details, batch.header, trailer)
+        sent[batch.file] = write(batch, details.drop_columns(["_file"]),
+                                 _splits(details, *split).get(batch.file, (0, 0, 0, 0)))
+    codes = ({code: code for code in payroll.REASON_TEXTS}, payroll.REASON_TEXTS)
+    return sent | _each_answered([b for b in batches if not b.rejected], results, journal, codes, f"""
+        WITH a AS (SELECT *, {_answer_code('OK', 'E999')} AS code FROM answer)
+        SELECT _file, {PAYROLL_FIELDS}, CASE WHEN code = 'OK' THEN ? ELSE ? END AS result,
+               CASE WHEN code = 'OK' THEN ''
+                    WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text()}
+                    ELSE (SELECT text FROM code_text t WHERE t.code = a.code) END AS fail_reason
+        FROM a ORDER BY _file, _line""", split, write, params=[payroll.SUCCESS, payroll.FAILURE])
 
 
 BUILDERS = {
@@ -398,3 +478,5 @@ BUILDERS = {
     "payroll.batch_xlsx": payroll_result,
     "payroll.batch_csv": payroll_result,
 }
+"""The return of each inbound batch layout: a function of (batches of that layout, results, journal, T, out_dir)
+giving per batch file name the return's path or the `BatchHeld` that holds it."""

@@ -157,24 +157,6 @@ def test_a_break_resolved_by_an_analyst_gets_its_suspense_reversed_once(account,
     assert rerun_t1 == entries_t1 and not any(e["voucher_no"].startswith("REV-") for e in entries_t1)
 
 
-def test_each_batch_gets_only_its_own_results_and_the_journal_rows_they_matched(tmp_path):
-    """answer cuts the night's results once by file (thousands of batches); a journal row given twice is kept
-    twice (identical copies are one row to the return, different ones hold the batch)."""
-    import pyarrow as pa
-    wd = Workdir(tmp_path / "wd")
-    wd.publish("recon_result", "utility", T1, pa.table({
-        "side": ["counterparty", "counterparty", "ledger", "counterparty"],
-        "source_file": ["B.txt", "A.txt", None, "B.txt"], "source_line": [2, 2, None, 3],
-        "matched_with": ["J2:1", "J1:1", None, None]}))
-    journal = pa.table({"journal_no": ["J1", "J2", "J2", "J3"], "seq_no": [1, 1, 1, 1], "status": ["S", "S", "F", "S"]})
-    per_file = pipeline._answer_inputs_per_file(wd, T1, {"utility"}, journal)
-    results, matched = per_file("B.txt")
-    assert sorted(results["source_line"].to_pylist()) == [2, 3]
-    assert sorted(matched["status"].to_pylist()) == ["F", "S"] and set(matched["journal_no"].to_pylist()) == {"J2"}
-    assert per_file("A.txt")[1]["journal_no"].to_pylist() == ["J1"]
-    assert per_file("C.txt")[0].num_rows == 0
-
-
 def test_the_breaks_of_a_night_are_read_alone_with_the_results_columns(tmp_path):
     import pyarrow as pa
     wd = Workdir(tmp_path / "wd")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from clearing.returns import BatchHeld, InboundBatch, build_return
+from clearing.returns import BUILDERS, BatchHeld, InboundBatch, build_return, build_returns
 from duizhang import pipeline
 from duizhang.channels import CHANNEL_FILES
 from duizhang.workdir import Workdir
@@ -89,3 +89,50 @@ def test_each_batch_is_answered_or_held_for_exactly_the_records_without_a_final_
             assert sum(v or 0 for v in back.records[amount].to_pylist()) == given
         answered += 1
     assert answered + held == len(inbound(channel, date)) > 0
+
+
+def read_again(path: Path, layout: str) -> InboundBatch:
+    try:
+        return InboundBatch.from_read(registry.read(path, layout))
+    except FileRejected as err:
+        return InboundBatch.from_rejection(err)
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("channel, date", CASES)
+def test_the_batches_the_parse_step_stored_are_the_batches_read_again(warehouse, channel, date):
+    """The answer step takes each batch from the parse step's Parquet files and manifest (header values typed
+    again from their text), not from reading the inbound file again: the same batch either way."""
+    kinds = {k.kind: k.layout for k in CHANNEL_FILES[channel].kinds}
+    files = [f for f in pipeline._read_json(warehouse.parsed(channel, date) / "manifest.json")["files"]
+             if kinds[f["kind"]] in BUILDERS]
+    stored = pipeline._inbound_batches(warehouse, channel, date, files)
+    assert len(stored) == len(files) > 0
+    for f, batch in zip(files, stored):
+        again = read_again(NIGHTS / channel / "outbox" / f"{date:%Y%m%d}" / f["name"], kinds[f["kind"]])
+        assert (batch.file, batch.layout, batch.header, batch.encoding, batch.rejected) == (
+            again.file, again.layout, again.header, again.encoding, again.rejected)
+        assert batch.records.to_pylist() == again.records.to_pylist()
+        assert batch.quarantine.to_pylist() == again.quarantine.to_pylist()
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("channel, date", CASES)
+def test_a_night_answered_at_once_is_each_batch_answered_alone(warehouse, tmp_path, channel, date):
+    """One set of queries answers all the night's batches: each return has the bytes it has when its batch is
+    answered alone, and a held batch holds itself only, for the same records."""
+    results = warehouse.read_table("recon_result", channel, date)
+    journal = registry.read(NIGHTS / "ledger" / f"CORE_JOURNAL_{date:%Y%m%d}.csv", "ledger.journal").records
+    batches = [read_again(path, layout) for path, layout in inbound(channel, date)]
+    together = build_returns(batches, results, journal, date, tmp_path / "together")
+    assert list(together) == [b.file for b in batches]
+    for batch in batches:
+        try:
+            alone = build_return(batch, results, journal, date, tmp_path / "alone")
+        except BatchHeld as held:
+            assert isinstance(together[batch.file], BatchHeld) and together[batch.file].problems == held.problems
+            continue
+        assert together[batch.file].name == alone.name
+        for a, b in ((together[batch.file], alone), (together[batch.file].with_name(alone.name + ".ok"),
+                                                      alone.with_name(alone.name + ".ok"))):
+            assert a.read_bytes() == b.read_bytes()
