@@ -280,7 +280,10 @@ def result_parts(rule: MatchRule, business_date: dt.date) -> list[str]:
 def _classified(rule: MatchRule, business_date: dt.date, items: str, order: str) -> str:
     """The result rows of `items` (a view or query) sorted by `order`: each item joined to its key's group (and, for a
     control row, its batch; for a one-sided break, its nearest candidate), given its outcome and reason, its account
-    masked and hashed."""
+    masked and hashed.
+
+    The rows are sorted before the reason, the mask and the hash are made (a projection keeps its input's order):
+    the sort then moves the facts, not the wide texts (at 10M a side, 146 -> 119 CPU seconds)."""
     t = business_date.isoformat()
     tol = rule.amount_tolerance_fen
     other = "CASE WHEN c.side = 'counterparty' THEN 'ledger' ELSE 'counterparty file' END"
@@ -340,11 +343,11 @@ def _classified(rule: MatchRule, business_date: dt.date, items: str, order: str)
              ELSE 'no ' || {other} || ' row with key ' || c.match_ref
                   || CASE WHEN c.origin_date < DATE '{t}' THEN ' (carried from ' || c.origin_date
                           || ', window ended)' ELSE '' END
-                  || coalesce('; ' || {other} || ' ' || n.near_ref || ' has the same account and amount '
-                     || CASE WHEN n.minutes IS NULL OR n.minutes = 0 THEN 'at the same time'
-                             WHEN n.minutes > 0 THEN n.minutes || ' minutes later'
-                             ELSE (-n.minutes) || ' minutes earlier' END
-                     || ' with another key (' || n.near_key || ')', '')
+                  || coalesce('; ' || {other} || ' ' || c.near_ref || ' has the same account and amount '
+                     || CASE WHEN c.minutes IS NULL OR c.minutes = 0 THEN 'at the same time'
+                             WHEN c.minutes > 0 THEN c.minutes || ' minutes later'
+                             ELSE (-c.minutes) || ' minutes earlier' END
+                     || ' with another key (' || c.near_key || ')', '')
            END AS reason,
            c.amount_fen,
            c.cp_amount AS counterparty_amount_fen, c.lg_amount AS ledger_amount_fen,
@@ -358,9 +361,10 @@ def _classified(rule: MatchRule, business_date: dt.date, items: str, order: str)
            coalesce({_mask('c.account')}, c.account_masked) AS account_masked,
            coalesce(sha256(getvariable('hash_key') || c.account), c.account_hash) AS account_hash,
            c.event_time, c.sign, c.detail, c.open_days, c.batch AS batch_no
-    FROM classified c
-    LEFT JOIN nearest n ON n.record_ref = c.record_ref AND c.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
-    ORDER BY {order}
+    FROM (SELECT c.*, n.near_ref, n.near_key, n.minutes
+          FROM classified c
+          LEFT JOIN nearest n ON n.record_ref = c.record_ref AND c.outcome IN ('COUNTERPARTY_ONLY', 'LEDGER_ONLY')
+          ORDER BY {order}) c
     """
 
 
