@@ -6,27 +6,30 @@ present, codes in their tables, amounts within range, dates inside the business-
 it declares); what the declaration cannot say (which keys must be unique, which amounts must be > 0, how wide the
 date window is) sits in `RULES`, one line per layout. The reconciliation results have their own suite (`RESULTS`).
 
-How it runs, so that time and memory stay bounded on a 10-million-record file:
-- row expectations run in GX on chunks of `CHUNK_ROWS` rows, reading only the columns the suite needs (+ `_line`),
-  for a dataset of up to `GX_ROWS_MAX` rows; above it, each row expectation becomes an aggregate in DuckDB (one
-  scan per file counts every check's offending rows, with GX's null semantics), and GX judges the first offending
-  rows of a failed check, read back in file order: the same counts and the same rows shown either way;
-- uniqueness and control totals run on aggregates DuckDB computes over the Parquet (the keys seen more than
-  once; one row per control with the declared and the recomputed value), validated by GX like any frame.
+How it runs, so that a night of 2,000 small files and a file of 10 million records both take a handful of scans:
+- the files of one kind (layout) of a channel and date are validated together, each keeping its own result row per
+  check: the row checks are DuckDB aggregates grouped by file over all of them (GX's semantics in SQL, skipped where
+  the Parquet statistics prove a check held), and GX judges the first offending rows of each failed (file, check),
+  read back in file order, in one validation per check;
+- uniqueness is one pass over every file's keys (a 64-bit hash of file and key), control totals one query grouped by
+  file, each judged by one GX validation over the frame of all files' aggregates and attributed back to the files;
+- the ledger extract, shared by every channel of the date, is validated once per content: its rows are kept next to
+  it and reused while its bytes (and the suite) are the same.
 GX runs with an ephemeral context through its pandas data source (notes/airflow3.md §3: its SQL source does not
-work on DuckDB 2.0), created once per process: importing GX costs seconds, a validation then ~50 ms a chunk.
+work on DuckDB 2.0), created once per process: importing GX costs seconds, a validation then ~50 ms.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import json
 import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,14 +41,12 @@ import pyarrow.parquet as pq
 from formats.errors import Terminal
 from formats.layout import Code, Count, Date8, Fen, FileLayout, Int, IsoDate, Sum, Unique, Yuan
 from recon.outcomes import Outcome
-from duizhang.workdir import Workdir
+from duizhang.workdir import Workdir, _remove_orphans
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")  # no network on a bank's batch host
 logging.getLogger("great_expectations").setLevel(logging.WARNING)
 log = logging.getLogger("duizhang.quality")
 
-CHUNK_ROWS = 250_000
-GX_ROWS_MAX = 1_000_000           # a dataset above this: row checks as DuckDB aggregates, GX judges the rows shown
 MEMORY_LIMIT = "1536MB"           # DuckDB's own memory (a file whose keys all repeat spills its groups beyond it)
 MAX_AMOUNT_FEN = 100_000_000_000  # 10亿元 in one record: above this a file is wrong, not large
 SHOW_ROWS = 5                     # offending rows quoted in an error and in the results table
@@ -101,20 +102,28 @@ class Check:
 
 @dataclass
 class Suite:
-    """Row expectations (run on chunks), key columns that must be unique, and control totals (aggregates)."""
+    """Row expectations (on the readable records), key columns that must be unique, and control totals (on the
+    readable and quarantined records)."""
 
     name: str
     rows: list[Check] = field(default_factory=list)
     unique: tuple[str, ...] = ()
-    controls: list[tuple[str, str, str]] = field(default_factory=list)  # (words, declared SQL, computed SQL)
+    controls: list[tuple[str, str, str]] = field(default_factory=list)  # (words, declared name, computed SQL)
 
-    @property
-    def columns(self) -> set[str]:
-        cols: set[str] = set()
-        for c in self.rows:
-            cols |= {v for k, v in c.expectation.configuration.kwargs.items() if k in ("column", "column_A",
-                                                                                       "column_B")}
-        return cols
+
+@dataclass(frozen=True)
+class Part:
+    """One dataset of a suite's run (a parsed file, the ledger extract, the results): a result row per check."""
+
+    file: str
+    """Its name in the `validation` table and in errors."""
+    records: Path
+    """The readable records (Parquet): the row checks run on these."""
+    quarantine: Path | None = None
+    """The records the parse could not read: counted with the readable ones in the keys and control totals."""
+    declared: dict[str, int] = field(default_factory=dict)
+    """The control totals the counterparty declared, by the name a control `equals` (a control without one is
+    not checked)."""
 
 
 # --- suites -----------------------------------------------------------------------------------------------
@@ -171,12 +180,12 @@ def results_suite(date: dt.date) -> Suite:
     return suite
 
 
-def _control_sql(layout: FileLayout, declared: dict[str, object]) -> list[tuple[str, str, str]]:
-    """The layout's count and sum controls whose declared value is known, as (words, declared, computed SQL)
-    over the view `detail` (the file's readable and quarantined detail records)."""
+def _control_sql(layout: FileLayout) -> list[tuple[str, str, str]]:
+    """The layout's count and sum controls as (words, the declared value's name, computed SQL) over the view
+    `detail` (the files' readable and quarantined detail records)."""
     out = []
     for c in layout.controls:
-        if not isinstance(c, (Count, Sum)) or c.equals not in declared:
+        if not isinstance(c, (Count, Sum)):
             continue
         conditions = []
         if c.where:
@@ -192,13 +201,13 @@ def _control_sql(layout: FileLayout, declared: dict[str, object]) -> list[tuple[
             col = c.of.partition(".")[2]
             words = f"sum of {c.of} = {c.equals}"
             computed = f"coalesce(CAST(sum({col}) FILTER (WHERE {where}) AS BIGINT), 0)"
-        out.append((words, str(int(declared[c.equals])), computed))
+        out.append((words, c.equals, computed))
     return out
 
 
-def _declared_totals(layout: FileLayout, file_row: dict) -> dict[str, object]:
+def _declared_totals(layout: FileLayout, file_row: dict) -> dict[str, int]:
     """What the counterparty declared: the flag's record count, and header/trailer values the parse recorded."""
-    declared: dict[str, object] = {"flag": file_row["flag_records"]}
+    declared: dict[str, int] = {"flag": int(file_row["flag_records"])}
     try:
         detail = json.loads(file_row.get("detail") or "{}")
     except ValueError:
@@ -254,20 +263,15 @@ def _show_rows(rows: pa.Table, columns: list[str]) -> list[str]:
 
 
 class _Tally:
-    """Accumulates one check's outcome over the parts (chunks or files) of a dataset."""
+    """One check's outcome on one part: its rows, its offending rows, and the first of these in words."""
 
     def __init__(self, check: Check, columns: list[str]) -> None:
         self.check, self.columns = check, columns
         self.elements = self.unexpected = 0
         self.rows: list[str] = []
 
-    def add(self, result, rows: pa.Table) -> None:
-        """Count a GX `result` on `rows`, and show the first offending ones."""
-        self.elements += int(result.result.get("element_count", rows.num_rows) or 0)
-        self.unexpected += int(result.result.get("unexpected_count", 0 if result.success else 1) or 0)
-        if not result.success and len(self.rows) < SHOW_ROWS:
-            index = list(result.result.get("unexpected_index_list") or [])
-            self.rows += _show_rows(rows.take(index[:SHOW_ROWS - len(self.rows)]), self.columns)
+    def show(self, rows: pa.Table) -> None:
+        self.rows += _show_rows(rows.slice(0, SHOW_ROWS - len(self.rows)), self.columns)
 
     def row(self, dataset: str, file: str) -> dict:
         cfg = self.check.expectation.configuration
@@ -277,51 +281,67 @@ class _Tally:
                 "unexpected_count": self.unexpected, "offending": "; ".join(self.rows)}
 
 
-def _chunks(paths: list[Path], columns: list[str]) -> Iterator[pa.Table]:
-    for path in paths:
-        pf = pq.ParquetFile(path)
-        have = [c for c in columns if c in pf.schema_arrow.names]
-        for batch in pf.iter_batches(batch_size=CHUNK_ROWS, columns=have):
-            yield pa.Table.from_batches([batch])
+def _judge(check: Check, frame: pa.Table, parts: int) -> list[tuple[pa.Table, pa.Table]]:
+    """One GX validation of `check` over `frame`, the rows of many parts (column `_part`, ascending), attributed
+    back: for each part, its rows and its offending ones (in frame order). An empty frame needs no GX."""
+    offending = np.zeros(frame.num_rows, dtype=bool)
+    if frame.num_rows:
+        result = _run(frame.drop_columns(["_part"]).to_pandas(), [check.expectation])[0]
+        offending[list(result.result.get("unexpected_index_list") or [])] = True
+    bounds = np.searchsorted(frame["_part"].to_numpy(), np.arange(parts + 1))
+    return [(frame.slice(lo, hi - lo), frame.slice(lo, hi - lo).filter(pa.array(offending[lo:hi])))
+            for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
-def _row_checks_in_gx(tallies: list[_Tally], paths: list[Path], columns: list[str]) -> None:
-    """GX on the rows themselves, chunk by chunk; a check runs on the chunks that have its columns."""
-    for chunk in _chunks(paths, columns):
-        present = [t for t in tallies if set(_kw_columns(t.check)) <= set(chunk.column_names)]
-        for tally, result in zip(present, _run(chunk.to_pandas(), [t.check.expectation for t in present])):
-            tally.add(result, chunk)
-
-
-def _row_checks_in_duckdb(con: duckdb.DuckDBPyConnection, tallies: list[_Tally], paths: list[Path]) -> None:
-    """The same checks as aggregates: per file, one scan counts the rows and each check's offending rows (GX's
-    semantics in SQL, `_unexpected_sql`); then, for the checks that failed, the first offending rows in file order
-    are read back and GX judges them as it would have (it must find every one offending: a check where DuckDB and
-    GX disagree stops the step rather than pass or fail a file on a translation)."""
-    for path in paths:
-        metadata = pq.read_metadata(path)
-        schema = metadata.schema.to_arrow_schema()
-        present = [t for t in tallies if set(_kw_columns(t.check)) <= set(schema.names)]
-        conditions = [_unexpected_sql(t.check.expectation, schema) for t in present]
-        scanned = [(t, c) for t, c in zip(present, conditions)
-                   if not _held_by_statistics(t.check.expectation, metadata, schema)]
-        source = _read_parquet(path, "file_row_number = true")
-        counts = con.sql(f"SELECT {', '.join(f'count(*) FILTER (WHERE {c})' for _, c in scanned)} "
-                         f"FROM {source}").fetchall()[0] if scanned else ()
-        for tally in present:
-            tally.elements += metadata.num_rows
-        for (tally, condition), unexpected in zip(scanned, counts):
-            tally.unexpected += unexpected
-            if not unexpected or len(tally.rows) >= SHOW_ROWS:
+def _row_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], parts: list[Part],
+                key: tuple[str, ...]) -> list[list[_Tally]]:
+    """Each part's tally of each row check, over its readable records. The parts with the same columns are scanned
+    together: one query counts, per file, every check's offending rows (GX's semantics in SQL, `_unexpected_sql`;
+    a check that the statistics of every file prove held is not counted); then, for each check failed somewhere,
+    one query reads the first offending rows of each file that failed it, in file order, and one GX validation
+    judges them as it would have (it must find every one offending: a check where DuckDB and GX disagree stops the
+    step rather than pass or fail a file on a translation). An offending row is shown with its line, `key`, the
+    checked column and the row's account and amount."""
+    metadata = [pq.read_metadata(p.records) for p in parts]
+    tallies = []
+    for meta in metadata:
+        names = meta.schema.names
+        context = [*key, *(c for c in names if ACCOUNT_COLUMN.search(c) and c != "account_hash"),
+                   *(c for c in ("amount_fen",) if c in names)]
+        tallies.append([_Tally(c, list(dict.fromkeys([*key, *_kw_columns(c), *context]))) for c in checks])
+    alike: dict[tuple[str, ...], list[int]] = {}
+    for i, meta in enumerate(metadata):
+        alike.setdefault(tuple(meta.schema.names), []).append(i)
+    for names, members in alike.items():
+        schema = metadata[members[0]].schema.to_arrow_schema()
+        present = [j for j, c in enumerate(checks) if set(_kw_columns(c)) <= set(names)]
+        for i in members:
+            for j in present:
+                tallies[i][j].elements += metadata[i].num_rows
+        scanned = [(j, _unexpected_sql(checks[j].expectation, schema)) for j in present
+                   if not all(_held_by_statistics(checks[j].expectation, metadata[i], schema) for i in members)]
+        if not scanned:
+            continue
+        counts = con.sql(f"SELECT file_index, {', '.join(f'count(*) FILTER (WHERE {c})' for _, c in scanned)} "
+                         f"FROM {_read_parquet([parts[i].records for i in members])} GROUP BY file_index").fetchall()
+        for index, *unexpected in counts:
+            for (j, _), n in zip(scanned, unexpected):
+                tallies[members[index]][j].unexpected += n
+        for j, condition in scanned:
+            failed = [i for i in members if tallies[i][j].unexpected]
+            if not failed:
                 continue
-            shown = ", ".join(f'"{c}"' for c in dict.fromkeys(["_line", *tally.columns]) if c in schema.names)
-            rows = con.sql(f"SELECT {shown} FROM {source} WHERE {condition} ORDER BY file_row_number "
-                           f"LIMIT {SHOW_ROWS - len(tally.rows)}").to_arrow_table()
-            result = _run(rows.to_pandas(), [tally.check.expectation])[0]
-            if result.result.get("unexpected_count") != rows.num_rows:
-                raise RuntimeError(f"{path.name}: DuckDB and GX disagree on {tally.check.words} "
-                                   f"({condition}): {rows.to_pylist()}")
-            tally.rows += _show_rows(rows, tally.columns)
+            shown = ", ".join(f'"{c}"' for c in dict.fromkeys(["_line", *tallies[failed[0]][j].columns]) if c in names)
+            rows = con.sql(
+                f"SELECT file_index AS _part, {shown} FROM {_read_parquet([parts[i].records for i in failed])} "
+                f"WHERE {condition} QUALIFY row_number() OVER (PARTITION BY file_index ORDER BY file_row_number) "
+                f"<= {SHOW_ROWS} ORDER BY file_index, file_row_number").to_arrow_table()
+            for i, (mine, offending) in zip(failed, _judge(checks[j], rows, len(failed))):
+                if offending.num_rows != mine.num_rows:
+                    raise RuntimeError(f"{parts[i].file}: DuckDB and GX disagree on {checks[j].words} "
+                                       f"({condition}): {mine.drop_columns(['_part']).to_pylist()}")
+                tallies[i][j].show(mine)
+    return tallies
 
 
 def _held_by_statistics(expectation, metadata: pq.FileMetaData, schema: pa.Schema) -> bool:
@@ -419,10 +439,12 @@ def _re2(regex: str) -> str:
     return body + r"\n?$" if body != regex else regex
 
 
-def _read_parquet(path: Path, *options: str) -> str:
-    """The file's own columns: a warehouse path looks hive-partitioned (`business_date=.../`), and DuckDB would
-    otherwise replace the file's `business_date` with the folder's, hiding a wrong date in the data."""
-    return f"read_parquet('{path.as_posix()}', {', '.join(['hive_partitioning = false', *options])})"
+def _read_parquet(paths: list[Path]) -> str:
+    """The files' own columns (by name: a quarantine has more; virtual: `file_index`, `file_row_number`). A
+    warehouse path looks hive-partitioned (`business_date=.../`), and DuckDB would otherwise replace the file's
+    `business_date` with the folder's, hiding a wrong date in the data."""
+    files = ", ".join(f"'{p.as_posix()}'" for p in paths)
+    return f"read_parquet([{files}], hive_partitioning = false, union_by_name = true)"
 
 
 def _connect() -> duckdb.DuckDBPyConnection:
@@ -433,67 +455,87 @@ def _connect() -> duckdb.DuckDBPyConnection:
     return con
 
 
-def run_suite(suite: Suite, dataset: str, file: str, paths: list[Path], key: tuple[str, ...] = ()) -> list[dict]:
-    """Validate the Parquet file(s) `paths` (read as one dataset) with `suite`; one result row per check.
-
-    Row checks run in GX on the rows up to `GX_ROWS_MAX` rows, as DuckDB aggregates above (same counts, same rows
-    shown). An offending row is shown with its line, `key`, the checked column and the row's account and amount."""
+def run_suite(suite: Suite, dataset: str, parts: list[Part], key: tuple[str, ...] = ()) -> list[list[dict]]:
+    """Validate `parts`, datasets of one layout, with `suite`, together: for each part, one result row per check
+    (row checks on its readable records, then its keys and control totals over readable + quarantined ones)."""
     import great_expectations.expectations as gxe
-    names = pq.read_schema(paths[0]).names
-    context = [*key, *(c for c in names if ACCOUNT_COLUMN.search(c) and c not in ("account_hash",)),
-               *(c for c in ("amount_fen",) if c in names)]
-    shown = list(dict.fromkeys(["_line", *context]))
-    tallies = [_Tally(c, list(dict.fromkeys([*key, *_kw_columns(c), *context]))) for c in suite.rows]
     con = _connect()
     try:
-        if tallies and sum(pq.ParquetFile(p).metadata.num_rows for p in paths) > GX_ROWS_MAX:
-            _row_checks_in_duckdb(con, tallies, paths)
-        elif tallies:
-            _row_checks_in_gx(tallies, paths, sorted(suite.columns | set(shown)))
-        rows = [t.row(dataset, file) for t in tallies if t.elements or t.unexpected]
-        sources = " UNION ALL BY NAME ".join(f"SELECT * FROM {_read_parquet(p)}" for p in paths)
-        con.execute(f"CREATE VIEW detail AS {sources}")
+        tallies = _row_checks(con, suite.rows, parts, key) if suite.rows else [[] for _ in parts]
+        rows = [[t.row(dataset, p.file) for t in mine if t.elements or t.unexpected]
+                for p, mine in zip(parts, tallies)]
+        files = [(i, path) for i, p in enumerate(parts) for path in (p.records, p.quarantine) if path is not None]
+        # Each record tagged with its part; a constant for one part (the 10M file) costs nothing per record.
+        owner = "0" if len(parts) == 1 else f"{[i for i, _ in files]}[CAST(file_index AS BIGINT) + 1]"
+        con.execute(f"CREATE VIEW detail AS SELECT *, {owner} AS _part "
+                    f"FROM {_read_parquet([path for _, path in files])}")
         if suite.unique:
             cols = ", ".join(suite.unique)
-            total, repeated, dup = _repeated_keys(con, suite.unique)
             check = Check(f"key ({cols}) unique", gxe.ExpectColumnValuesToBeBetween(column="occurrences",
                                                                                    max_value=1))
-            tally = _Tally(check, [*suite.unique, "occurrences"])
-            tally.add(_run(dup.to_pandas(), [check.expectation])[0], dup)
-            rows.append(tally.row(dataset, file) | {"element_count": total, "column": cols,
-                                                    "unexpected_count": repeated})
+            totals = np.zeros(len(parts), dtype=np.int64)
+            for i, path in files:
+                totals[i] += pq.read_metadata(path).num_rows
+            repeated, dup = _repeated_keys(con, suite.unique, len(parts))
+            for i, (_, offending) in enumerate(_judge(check, dup, len(parts))):
+                tally = _Tally(check, [*suite.unique, "occurrences"])
+                tally.unexpected = offending.num_rows
+                tally.show(offending)
+                rows[i].append(tally.row(dataset, parts[i].file) | {
+                    "element_count": int(totals[i]), "column": cols, "unexpected_count": int(repeated[i])})
         if suite.controls:
-            computed = con.sql(f"SELECT {', '.join(c for _, _, c in suite.controls)} FROM detail").fetchall()[0]
-            for (words, declared, _), value in zip(suite.controls, computed):
-                check = Check(f"control total: {words}", gxe.ExpectColumnPairValuesToBeEqual(
-                    column_A="declared", column_B="computed"))
-                tally = _Tally(check, ["control", "declared", "computed"])
-                one = pa.Table.from_pylist([{"control": words, "declared": int(declared), "computed": int(value)}])
-                tally.add(_run(one.to_pandas(), [check.expectation])[0], one)
-                rows.append(tally.row(dataset, file))
+            _control_totals(con, suite.controls, dataset, parts, rows)
     finally:
         con.close()
     return rows
 
 
-def _repeated_keys(con: duckdb.DuckDBPyConnection, key: tuple[str, ...]) -> tuple[int, int, pa.Table]:
-    """Over the view `detail`: the rows, the keys seen more than once, and the first 1000 of them (most repeated
-    first, with their first line and occurrences).
+def _control_totals(con: duckdb.DuckDBPyConnection, controls: list[tuple[str, str, str]], dataset: str,
+                    parts: list[Part], rows: list[list[dict]]) -> None:
+    """Append to each part's `rows` its control totals: computed in one query grouped by part, judged by one GX
+    validation over all parts' (control, declared, computed) rows."""
+    import great_expectations.expectations as gxe
+    owners = [(i, j) for i, part in enumerate(parts) for j, (_, name, _) in enumerate(controls)
+              if name in part.declared]
+    if not owners:
+        return
+    computed = {part: values for part, *values in con.sql(
+        f"SELECT _part, {', '.join(sql for *_, sql in controls)} FROM detail GROUP BY _part").fetchall()}
+    frame = [{"_part": n, "control": controls[j][0], "declared": parts[i].declared[controls[j][1]],
+              "computed": int(computed[i][j]) if i in computed else 0} for n, (i, j) in enumerate(owners)]
+    check = Check("control total", gxe.ExpectColumnPairValuesToBeEqual(column_A="declared", column_B="computed"))
+    table = pa.Table.from_pylist(frame, schema=pa.schema([("_part", pa.int64()), ("control", pa.string()),
+                                                         ("declared", pa.int64()), ("computed", pa.int64())]))
+    for (i, _), one, (row, offending) in zip(owners, frame, _judge(check, table, len(owners))):
+        tally = _Tally(Check(f"control total: {one['control']}", check.expectation),
+                       ["control", "declared", "computed"])
+        tally.elements, tally.unexpected = row.num_rows, offending.num_rows
+        tally.show(offending)
+        rows[i].append(tally.row(dataset, parts[i].file))
 
-    Exact and cheap on 20M rows: each row's key is hashed (64 bits) and the hashes sorted in numpy (1.5 s, where
-    DuckDB's group-by of 20M distinct keys took 7 s); only the keys whose hash repeats are then grouped, so a hash
-    collision costs a group-by of a few rows, never a wrong answer."""
+
+def _repeated_keys(con: duckdb.DuckDBPyConnection, key: tuple[str, ...], parts: int) -> tuple[np.ndarray, pa.Table]:
+    """Over the view `detail`: per part, the keys seen more than once in it, and the first 1000 of them (most
+    repeated first, with their first line and occurrences), in one frame ordered by part (`_part`).
+
+    Exact and cheap on 20M rows: each row's (part, key) is hashed (64 bits) and the hashes sorted in numpy (1.5 s,
+    where DuckDB's group-by of 20M distinct keys took 7 s); only the keys whose hash repeats are then grouped, so a
+    hash collision costs a group-by of a few rows, never a wrong answer."""
     cols = ", ".join(key)
-    hashes = con.sql(f"SELECT hash({cols}) AS h FROM detail").fetchnumpy()["h"]
+    hashes = con.sql(f"SELECT hash(_part, {cols}) AS h FROM detail").fetchnumpy()["h"]
     hashes.sort()
     clashing = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
     con.register("clashing", pa.table({"h": clashing}))
     line = "min(_line) AS first_line, " if "_line" in con.sql("SELECT * FROM detail").columns else ""
-    where = f"hash({cols}) IN (SELECT h FROM clashing)" if len(clashing) else "false"
-    con.execute(f"CREATE TEMP TABLE repeated AS SELECT {cols}, {line}CAST(count(*) AS BIGINT) AS occurrences "
+    where = f"hash(_part, {cols}) IN (SELECT h FROM clashing)" if len(clashing) else "false"
+    con.execute(f"CREATE TEMP TABLE repeated AS SELECT _part, {cols}, {line}CAST(count(*) AS BIGINT) AS occurrences "
                 f"FROM detail WHERE {where} GROUP BY ALL HAVING count(*) > 1")
-    dup = con.sql(f"SELECT * FROM repeated ORDER BY occurrences DESC, {cols} LIMIT 1000").to_arrow_table()
-    return len(hashes), con.sql("SELECT count(*) FROM repeated").fetchall()[0][0], dup
+    repeated = np.zeros(parts, dtype=np.int64)
+    for part, n in con.sql("SELECT _part, count(*) FROM repeated GROUP BY _part").fetchall():
+        repeated[part] = n
+    dup = con.sql(f"SELECT * FROM repeated QUALIFY row_number() OVER (PARTITION BY _part ORDER BY occurrences DESC, "
+                  f"{cols}) <= 1000 ORDER BY _part, occurrences DESC, {cols}").to_arrow_table()
+    return repeated, dup
 
 
 def _kw_columns(check: Check) -> list[str]:
@@ -505,9 +547,10 @@ def _kw_columns(check: Check) -> list[str]:
 
 
 def validate(channel: str, date: dt.date, wd: Workdir) -> dict:
-    """Validate what the earlier steps of (channel, T) wrote: every parsed file of the manifest, the ledger extract
-    when loaded, the reconciliation results when matched. Publishes the `validation` table, then raises
-    `ExpectationFailed` (Terminal) naming the file, the expectation and the offending rows if any check failed."""
+    """Validate what the earlier steps of (channel, T) wrote: every parsed file of the manifest (the files of a
+    kind together), the ledger extract when loaded (once per content, `_journal_rows`), the reconciliation results
+    when matched. Publishes the `validation` table, then raises `ExpectationFailed` (Terminal) naming the file, the
+    expectation and the offending rows if any check failed."""
     from duizhang.channels import CHANNEL_FILES
     from formats.registry import get as get_layout
     parsed = wd.parsed(channel, date)
@@ -518,30 +561,32 @@ def validate(channel: str, date: dt.date, wd: Workdir) -> dict:
     with wd.control() as db:
         registry = {(r["name"], r["version"]): dict(r) for r in db.execute(
             "SELECT * FROM files WHERE channel=? AND business_date=?", (channel, date.isoformat()))}
-    rows: list[dict] = []
-    for f in manifest["files"]:
+    of_kind: dict[object, list[tuple[int, Part]]] = {}
+    for position, f in enumerate(manifest["files"]):
         kind, _ = CHANNEL_FILES[channel].kind_matching(f["name"], date)
+        file_row = registry.get((f["name"], f["version"]))
+        declared = _declared_totals(get_layout(kind.layout), file_row) if file_row else {}
+        of_kind.setdefault(kind, []).append(
+            (position, Part(f["name"], parsed / f["parquet"], parsed / f["quarantine"], declared)))
+    per_file: list[list[dict]] = [[] for _ in manifest["files"]]
+    for kind, members in of_kind.items():
         layout = get_layout(kind.layout)
         rules = RULES.get(layout.name, Rules())
         if kind.amount_field not in rules.positive and rules.positive:  # the amount reconciled must be > 0
             rules = dataclasses.replace(rules, positive=(*rules.positive, kind.amount_field))
         suite = layout_suite(layout, date, rules)
-        file_row = registry.get((f["name"], f["version"]))
-        if file_row:
-            suite.controls = _control_sql(layout, _declared_totals(layout, file_row))
-        paths = [parsed / f["parquet"], parsed / f["quarantine"]]
-        # Row checks on the readable records; keys and totals over readable + quarantined (the whole file).
-        rows += run_suite(Suite(suite.name, suite.rows), layout.name, f["name"], paths[:1], layout.key)
-        rows += run_suite(Suite(suite.name, unique=suite.unique, controls=suite.controls), layout.name, f["name"],
-                          paths, layout.key)
+        suite.controls = _control_sql(layout)
+        for (position, _), file_rows in zip(members, run_suite(suite, layout.name, [p for _, p in members],
+                                                                layout.key)):
+            per_file[position] = file_rows
+    rows = [r for file_rows in per_file for r in file_rows]
     ledger = wd.ledger_extract(date)
     if ledger.exists():
-        journal = get_layout("ledger.journal")
-        rows += run_suite(layout_suite(journal, date), "ledger.journal", ledger.name, [ledger], journal.key)
+        rows += _journal_rows(ledger, date)
     results = wd.table_path("recon_result", channel, date)
     if results.exists():
-        rows += run_suite(results_suite(date), "recon_result", f"recon_result {channel} {date}", [results],
-                          ("side", "record_ref"))
+        rows += run_suite(results_suite(date), "recon_result", [Part(f"recon_result {channel} {date}", results)],
+                          ("side", "record_ref"))[0]
     table = validation_table(rows, channel, date)
     wd.publish("validation", channel, date, table)
     failed = [r for r in rows if not r["success"]]
@@ -553,6 +598,35 @@ def validate(channel: str, date: dt.date, wd: Workdir) -> dict:
     log.info("%s %s: %d expectations held on %d datasets", channel, date, len(rows), len({r["file"] for r in rows}))
     return {"channel": channel, "business_date": date.isoformat(), "checks": len(rows), "failed": 0,
             "datasets": sorted({r["file"] for r in rows})}
+
+
+def _journal_rows(ledger: Path, date: dt.date) -> list[dict]:
+    """The ledger extract's validation rows, computed once per content. Every channel of the date loads the same
+    journal (rewriting the extract), so its rows are kept next to it (`<extract>.validation.json`) and reused while
+    the extract's bytes, the suite and this module are the same; an extract replaced while it was validated is not
+    remembered."""
+    from formats.registry import get as get_layout
+    journal = get_layout("ledger.journal")
+    suite = layout_suite(journal, date)
+    memo = ledger.with_name(f"{ledger.stem}.validation.json")
+    before = ledger.stat()
+    digest = hashlib.sha256(Path(__file__).read_bytes())
+    digest.update(json.dumps([[c.words, c.expectation.configuration.to_json_dict()] for c in suite.rows] +
+                             [list(suite.unique)], sort_keys=True, default=str).encode())
+    with ledger.open("rb") as f:
+        identity = hashlib.file_digest(f, lambda: digest).hexdigest()
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError):   # none yet, or not ours: validate
+        remembered = json.loads(memo.read_text())
+        if remembered["identity"] == identity:
+            return remembered["rows"]
+    rows = run_suite(suite, "ledger.journal", [Part(ledger.name, ledger)], journal.key)[0]
+    after = ledger.stat()
+    if (before.st_ino, before.st_mtime_ns, before.st_size) == (after.st_ino, after.st_mtime_ns, after.st_size):
+        _remove_orphans(memo.parent, f".{memo.name}.*.tmp")   # left by a process killed while writing it
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"identity": identity, "rows": rows}))
+        os.replace(tmp, memo)
+    return rows
 
 
 def validation_table(rows: list[dict], channel: str, date: dt.date) -> pa.Table:

@@ -2,6 +2,8 @@
 with the file, the expectation and the offending rows (card numbers masked); results land in the warehouse."""
 from __future__ import annotations
 
+import re
+
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -100,8 +102,7 @@ def test_a_card_number_in_clear_in_the_results_fails(wd):
     assert "6228480000000001234" not in str(e.value) and "622848*********1234" in str(e.value)
 
 
-def test_chunks_bound_memory_and_still_find_a_fault_in_a_late_chunk(wd, monkeypatch):
-    monkeypatch.setattr(quality, "CHUNK_ROWS", 4)  # 17 records: five chunks
+def test_a_fault_in_the_last_records_is_found_and_counted(wd):
     set_row(parsed_file(wd), 16, amount_fen=quality.MAX_AMOUNT_FEN + 1)
     with pytest.raises(ExpectationFailed, match="line 16: ") as e:
         quality.validate(CHANNEL, T1, wd)
@@ -159,20 +160,33 @@ def inject_every_kind_of_fault(wd):
 
 
 def test_aggregates_in_duckdb_give_the_rows_gx_gives_on_the_rows(wd, monkeypatch):
+    """Each row check's count and offending lines as DuckDB finds them equal GX's run on all the rows of each
+    dataset: the SQL translation (nulls, NaN, bounds, regex) is the one GX applies."""
     inject_every_kind_of_fault(wd)
-    with pytest.raises(ExpectationFailed):
-        quality.validate(CHANNEL, T1, wd)
-    on_rows = validation(wd)
-
-    def not_on_rows(*args):
-        raise AssertionError("every dataset is above the threshold: GX must not run on the rows")
-
-    monkeypatch.setattr(quality, "GX_ROWS_MAX", 0)
-    monkeypatch.setattr(quality, "_row_checks_in_gx", not_on_rows)
+    runs = []
+    run_suite = quality.run_suite
+    monkeypatch.setattr(quality, "run_suite", lambda suite, dataset, parts, key=(): runs.append(
+        (suite, dataset, parts)) or run_suite(suite, dataset, parts, key))
     with pytest.raises(ExpectationFailed) as e:
         quality.validate(CHANNEL, T1, wd)
-    assert validation(wd) == on_rows
-    failed = {(r["dataset"], r["description"]): (r["unexpected_count"], r["offending"]) for r in on_rows
+    rows = {(r["file"], r["description"]): r for r in validation(wd)}
+    judged = 0
+    for suite, dataset, parts in runs:
+        for part in parts:
+            table = pq.read_table(part.records)
+            for check in suite.rows:
+                if not set(quality._kw_columns(check)) <= set(table.column_names):
+                    continue
+                gx = quality._run(table.to_pandas(), [check.expectation])[0].result
+                index = pa.array(gx.get("unexpected_index_list") or [], pa.int64())[:quality.SHOW_ROWS]
+                first = table.take(index)["_line"].to_pylist() if "_line" in table.column_names else []
+                row = rows[part.file, check.words]
+                assert (row["element_count"], row["unexpected_count"]) == (table.num_rows, gx["unexpected_count"])
+                assert [int(n) for n in re.findall(r"line (\d+):", row["offending"])] == first, check.words
+                judged += 1
+    assert {dataset for _, dataset, _ in runs} == {"unionpay.acomn", "ledger.journal", "recon_result"}
+    assert judged == sum(1 for r in rows.values() if not r["description"].startswith(("key (", "control total")))
+    failed = {(r["dataset"], r["description"]): (r["unexpected_count"], r["offending"]) for r in rows.values()
               if not r["success"]}
     assert {k[0] for k in failed} == {"unionpay.acomn", "ledger.journal", "recon_result"}
     assert failed["unionpay.acomn", "key stan present"][0] == 1
