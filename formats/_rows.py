@@ -1,8 +1,9 @@
 """What the delimited, XML and Excel engines share: typing rows of field texts, and rendering typed columns.
 
-An engine splits its framing into `RawRow`s (one per record: its line, its raw bytes, the text of each field);
-`type_rows` turns the rows of one record type into a typed Arrow table and a quarantine, a column at a time, with
-the field types of `layout.py`. Nothing here knows about lines, separators, elements or cells.
+An engine splits its framing into `RawRow`s (one per record: its line, its raw bytes, the text of each field),
+or gathers the field texts column-wise; `type_rows` / `type_values` turn the rows of one record type into a typed
+Arrow table and a quarantine, a column at a time, with the field types of `layout.py`. Nothing here knows about
+lines, separators, elements or cells.
 """
 from __future__ import annotations
 
@@ -36,14 +37,15 @@ def _byte_lengths(texts: pa.Array, encoding: str) -> np.ndarray:
     return np.array([len(t.encode(encoding, "replace")) if t is not None else 0 for t in texts.to_pylist()])
 
 
-def _parse_repeated(rows: list[RawRow], index: int, ftype: Repeated, layout: FileLayout):
-    """A `Repeated` field of every row -> a list<struct> array, and per row the first bad item field (or None)."""
-    items_per_row = [r.values[index] if index < len(r.values) and r.values[index] is not None else [] for r in rows]
-    offsets = np.zeros(len(rows) + 1, dtype=np.int32)
+def _parse_repeated(items_per_row: list, ftype: Repeated, layout: FileLayout):
+    """A `Repeated` field of every row (per row a list of item dicts, or None) -> a list<struct> array, and per
+    row the first bad item field (or None)."""
+    items_per_row = [items or [] for items in items_per_row]
+    offsets = np.zeros(len(items_per_row) + 1, dtype=np.int32)
     np.cumsum([len(x) for x in items_per_row], out=offsets[1:])
     flat = [item for items in items_per_row for item in items]
-    owner = np.repeat(np.arange(len(rows)), np.diff(offsets))
-    children, bad_item = [], [None] * len(rows)
+    owner = np.repeat(np.arange(len(items_per_row)), np.diff(offsets))
+    children, bad_item = [], [None] * len(items_per_row)
     for f in ftype.record.fields:
         texts = pa.array([item.get(f.element) for item in flat], pa.string())
         parsed = f.type.parse(texts)
@@ -71,15 +73,26 @@ def type_rows(rows: list[RawRow], rec: Record, layout: FileLayout, file_name: st
         elif r.cell_errors:
             idx = min(r.cell_errors)
             pre[i] = (rec.fields[idx].name, *r.cell_errors[idx])
+    values = [[r.values[idx] if idx < len(r.values) else None for r in rows] for idx in range(len(rec.fields))]
+    return type_values(values, [r.line for r in rows], lambda i: rows[i].raw, rec, layout, file_name,
+                       schema_record, pre)
+
+
+def type_values(values: list, lines: list[int], raw_of, rec: Record, layout: FileLayout, file_name: str,
+                schema_record: Record | None = None,
+                pre: dict[int, tuple[str, str, str]] | None = None) -> tuple[pa.Table, pa.Table | None]:
+    """`type_rows` for rows held column-wise: `values[i]` is the sequence of field i's texts, one per row (a
+    `Repeated` field: per row its list of item dicts, or None). `raw_of(i)` gives the raw bytes of row i (asked
+    only for quarantined rows)."""
     texts: dict[str, pa.Array] = {}
     repeated: dict[str, tuple[pa.Array, list]] = {}
-    for idx, f in enumerate(rec.fields):
+    for f, column in zip(rec.fields, values):
         if isinstance(f.type, Repeated):
-            repeated[f.name] = _parse_repeated(rows, idx, f.type, layout)
+            repeated[f.name] = _parse_repeated(column, f.type, layout)
         else:
-            texts[f.name] = pa.array([r.values[idx] if idx < len(r.values) else None for r in rows], pa.string())
-    lines = np.array([r.line for r in rows], dtype=np.int64)
-    return type_columns(texts, lines, lambda i: rows[i].raw, rec, layout, file_name, schema_record, pre, repeated)
+            texts[f.name] = pa.array(column, pa.string())
+    return type_columns(texts, np.array(lines, dtype=np.int64), raw_of, rec, layout, file_name, schema_record, pre,
+                        repeated)
 
 
 def type_columns(texts: dict[str, pa.Array], lines: np.ndarray, raw_of, rec: Record, layout: FileLayout,

@@ -21,7 +21,7 @@ from xml.parsers import expat
 
 import pyarrow as pa
 
-from formats._rows import RawRow, column_values, render_texts, type_rows
+from formats._rows import column_values, render_texts, type_values
 from formats.errors import EncodingError, StructureError, UnsafeXml, UnwritableValue
 from formats.flag import Flag
 from formats.layout import FileLayout, Record, Repeated
@@ -33,13 +33,12 @@ _PROLOG = re.compile(rb'^\s*<\?xml\s[^>]*?encoding\s*=\s*["\']([A-Za-z0-9._-]+)[
 
 
 class _Node:
-    __slots__ = ("tag", "line", "children", "text")
+    """An element as `_raw` rebuilds it for a quarantined record: its tag, child elements and direct text."""
 
-    def __init__(self, tag: str, line: int) -> None:
-        self.tag, self.line, self.children, self.text = tag, line, [], []
+    __slots__ = ("tag", "children", "text")
 
-    def find_all(self, tag: str) -> list[_Node]:
-        return [c for c in self.children if c.tag == tag]
+    def __init__(self, tag: str) -> None:
+        self.tag, self.children, self.text = tag, [], []
 
     def value(self) -> str:
         return "".join(self.text).strip()
@@ -59,8 +58,9 @@ def declared_encoding(data: bytes, file_name: str = "") -> str:
     return m.group(1).decode("ascii")
 
 
-def parse_document(data: bytes, file_name: str, encodings: tuple[str, ...] = ("GBK", "GB18030")) -> tuple[_Node, str]:
-    """Bytes -> (root element, declared encoding), refusing anything unsafe. Never resolves an entity."""
+def _as_utf8(data: bytes, file_name: str, encodings: tuple[str, ...]) -> tuple[bytes, str]:
+    """Bytes -> (the document re-encoded as UTF-8, declared encoding), refusing a file too large, declaring an
+    encoding the message may not use, or not decoding as declared."""
     if len(data) > MAX_BYTES:
         raise UnsafeXml(file_name, "the XML file is larger than the limit", expected=f"<= {MAX_BYTES} bytes",
                         found=len(data))
@@ -74,10 +74,13 @@ def parse_document(data: bytes, file_name: str, encodings: tuple[str, ...] = ("G
         line = data[: e.start].count(b"\n") + 1
         raise EncodingError(file_name, f"the file does not decode as its declared {encoding}", line=line,
                             expected=encoding, found=data[e.start:e.start + 4]) from None
+    return text.encode("utf-8"), encoding
 
-    parser = expat.ParserCreate("utf-8")  # the text is re-encoded as UTF-8 below: override the prolog's name
-    stack: list[_Node] = []
-    root: list[_Node] = []
+
+def _safe_parser(file_name: str) -> expat.XMLParserType:
+    """An expat parser of UTF-8 (the prolog's name is overridden: `_as_utf8` re-encoded the text) that refuses a
+    DTD, an entity declaration or an external entity reference the moment it meets one."""
+    parser = expat.ParserCreate("utf-8")
 
     def refuse(what: str):
         def handler(*args):
@@ -85,58 +88,166 @@ def parse_document(data: bytes, file_name: str, encodings: tuple[str, ...] = ("G
                             line=parser.CurrentLineNumber, expected="no DTD and no entities", found=what)
         return handler
 
-    def start(tag, attrs):
-        if len(stack) >= MAX_DEPTH:
-            raise UnsafeXml(file_name, "the XML nests deeper than the limit", line=parser.CurrentLineNumber,
-                            expected=f"<= {MAX_DEPTH} levels", found=len(stack) + 1)
-        node = _Node(tag, parser.CurrentLineNumber)
-        if stack:
-            stack[-1].children.append(node)
-        else:
-            root.append(node)
-        stack.append(node)
-
-    def end(tag):
-        stack.pop()
-
-    def data_(chunk):
-        if stack:
-            stack[-1].text.append(chunk)
-
     parser.StartDoctypeDeclHandler = refuse("a document type declaration (DOCTYPE)")
     parser.EntityDeclHandler = refuse("an entity declaration")
     parser.UnparsedEntityDeclHandler = refuse("an unparsed entity declaration")
     parser.ExternalEntityRefHandler = refuse("an external entity reference")
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
-    parser.StartElementHandler = start
-    parser.EndElementHandler = end
-    parser.CharacterDataHandler = data_
+    parser.buffer_text = True   # one text event per run of text, not one per line or entity
+    return parser
+
+
+def _run(parser: expat.XMLParserType, text: bytes, file_name: str) -> None:
     try:
-        parser.Parse(text.encode("utf-8"), True)
+        parser.Parse(text, True)
     except expat.ExpatError as e:
         raise StructureError(file_name, f"the XML is not well-formed: {expat.ErrorString(e.code)}",
                              line=e.lineno) from None
-    return root[0], encoding
 
 
-def _at(root: _Node, path: str) -> list[_Node]:
-    nodes = [root]
-    for part in path.split("/"):
-        nodes = [c for n in nodes for c in n.find_all(part)]
-    return nodes
+class _Found:
+    """The elements of one record type, gathered while expat reads: per element its line, where it starts and
+    ends in the UTF-8 text, and its field texts (`rows[i][j]`: field j of element i, None when absent; for a
+    `Repeated` field, the list of its items' {element: text})."""
+
+    __slots__ = ("rec", "fields", "repeated", "lines", "starts", "ends", "rows")
+
+    def __init__(self, rec: Record) -> None:
+        self.rec = rec
+        # child element -> [(field index, item element or None)]: a field is its element's first occurrence,
+        # a Repeated field the items of every occurrence of its list element
+        self.fields: dict[str, list[tuple[int, str | None]]] = {}
+        for i, f in enumerate(rec.fields):
+            self.fields.setdefault(f.element, []).append((i, f.type.item if isinstance(f.type, Repeated) else None))
+        self.repeated = [i for i, f in enumerate(rec.fields) if isinstance(f.type, Repeated)]
+        self.lines: list[int] = []
+        self.starts: list[int] = []
+        self.ends: list[int] = []
+        self.rows: list[list] = []
+
+    def open(self, line: int, start: int) -> list:
+        row = [None] * len(self.rec.fields)
+        for i in self.repeated:
+            row[i] = []
+        self.lines.append(line)
+        self.starts.append(start)
+        self.rows.append(row)
+        return row
 
 
-def _row(node: _Node, rec: Record) -> RawRow:
-    values = []
-    for f in rec.fields:
-        found = node.find_all(f.element)
-        if isinstance(f.type, Repeated):
-            items = [it for lst in found for it in lst.find_all(f.type.item)]
-            values.append([{c.tag: c.value() for c in it.children} for it in items])
+# What an open element is to the records being gathered (a list of roles, or None: nothing).
+_RECORD, _FIELD, _LIST, _ITEM, _ITEM_FIELD = range(5)
+
+
+def _gather(text: bytes, file_name: str, layout: FileLayout) -> tuple[tuple[str, int], list[_Found]]:
+    """Read the UTF-8 document once with expat: (root tag and line, per layout record its elements' texts).
+
+    No tree is built: each element's role (a record, one of its fields, a list, an item, an item's field) is
+    decided when it opens, and its direct text is kept only when a field needs it."""
+    parser = _safe_parser(file_name)
+    found = [_Found(rec) for rec in layout.records]
+    paths: tuple[dict, list] = ({}, [])          # element path below the root: (children, records there)
+    for rec, f in zip(layout.records, found):
+        node = paths
+        for part in rec.at.split("/"):
+            node = node[0].setdefault(part, ({}, []))
+        node[1].append(f)
+    roles_of: list = []                           # per open element, as a stack
+    texts: list = [None]                          # per open element: its text chunks when a field wants them
+    at_path: list = []                            # per open element: its node in `paths`, or None
+    root: list = []
+
+    def start(tag, attrs):
+        depth = len(roles_of)
+        if depth >= MAX_DEPTH:
+            raise UnsafeXml(file_name, "the XML nests deeper than the limit", line=parser.CurrentLineNumber,
+                            expected=f"<= {MAX_DEPTH} levels", found=depth + 1)
+        roles, chunks = None, None
+        if depth:
+            parent = roles_of[-1]
+            if parent is not None:
+                for role in parent:
+                    kind = role[0]
+                    if kind is _RECORD:
+                        row = role[2]
+                        for i, item in role[1].fields.get(tag, ()):
+                            if item is None:
+                                if row[i] is None:
+                                    roles = [*(roles or ()), (_FIELD, row, i)]
+                                    chunks = []
+                            else:
+                                roles = [*(roles or ()), (_LIST, row[i], item)]
+                    elif kind is _LIST:
+                        if tag == role[2]:
+                            item_texts: dict = {}
+                            role[1].append(item_texts)
+                            roles = [*(roles or ()), (_ITEM, item_texts)]
+                    elif kind is _ITEM:
+                        roles = [*(roles or ()), (_ITEM_FIELD, role[1], tag)]
+                        chunks = []
+            node = at_path[-1]
+            node = node[0].get(tag) if node is not None else None
+            if node is not None and node[1]:
+                for f in node[1]:
+                    row = f.open(parser.CurrentLineNumber, parser.CurrentByteIndex)
+                    roles = [*(roles or ()), (_RECORD, f, row)]
         else:
-            values.append(found[0].value() if found else None)
-    raw = node.serialise().encode("utf-8")
-    return RawRow(node.line, raw, values)
+            root.append((tag, parser.CurrentLineNumber))
+            node = paths
+        roles_of.append(roles)
+        texts.append(chunks)
+        at_path.append(node)
+
+    def end(tag):
+        roles = roles_of.pop()
+        chunks = texts.pop()
+        at_path.pop()
+        if roles is None:
+            return
+        value = "".join(chunks).strip() if chunks is not None else None
+        for role in roles:
+            kind = role[0]
+            if kind is _FIELD:
+                role[1][role[2]] = value
+            elif kind is _ITEM_FIELD:
+                role[1][role[2]] = value
+            elif kind is _RECORD:
+                role[1].ends.append(parser.CurrentByteIndex)
+
+    def data(chunk):
+        chunks = texts[-1]
+        if chunks is not None:
+            chunks.append(chunk)
+
+    parser.StartElementHandler = start
+    parser.EndElementHandler = end
+    parser.CharacterDataHandler = data
+    _run(parser, text, file_name)
+    return root[0], found
+
+
+# An element's start tag (attribute values may hold ">"); group 1 is "/" for an empty-element tag.
+_START_TAG = re.compile(rb"""<[^\s/>]+(?:\s+[^\s=]+\s*=\s*(?:"[^"]*"|'[^']*'))*\s*(/?)>""")
+
+
+def _raw(text: bytes, start: int, end: int, tag: str) -> bytes:
+    """The record element at `start` (its end tag at `end`) as the reader quarantines it: child elements and
+    trimmed leaf texts, re-escaped, no attributes and no whitespace between elements."""
+    m = _START_TAG.match(text, start)
+    fragment = m.group(0) if m.group(1) else text[start:end] + f"</{tag}>".encode("utf-8")
+    parser = expat.ParserCreate("utf-8")  # a fragment of a document already read safely: no DTD, no entity
+    stack: list[_Node] = [_Node("")]
+
+    def open_(name, attrs):
+        node = _Node(name)
+        stack[-1].children.append(node)
+        stack.append(node)
+
+    parser.StartElementHandler = open_
+    parser.EndElementHandler = lambda name: stack.pop()
+    parser.CharacterDataHandler = lambda chunk: stack[-1].text.append(chunk)
+    parser.Parse(fragment, True)
+    return stack[0].children[0].serialise().encode("utf-8")
 
 
 def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:
@@ -147,24 +258,29 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
     encoding (the bank answers in it)."""
     path = Path(path)
     data = path.read_bytes()
-    root, encoding = parse_document(data, path.name, tuple(layout.options.get("encodings", (layout.encoding,))))
+    text, encoding = _as_utf8(data, path.name, tuple(layout.options.get("encodings", (layout.encoding,))))
+    (root_tag, root_line), found = _gather(text, path.name, layout)
     expected_root = layout.options.get("root")
-    if expected_root and root.tag != expected_root:
-        raise StructureError(path.name, "wrong root element", line=root.line, expected=expected_root,
-                             found=root.tag)
+    if expected_root and root_tag != expected_root:
+        raise StructureError(path.name, "wrong root element", line=root_line, expected=expected_root,
+                             found=root_tag)
     others: dict[str, pa.Table] = {}
     detail = layout.detail
     table, q = None, None
-    for rec in layout.records:
-        nodes = _at(root, rec.at)
+    for rec, f in zip(layout.records, found):
+        tag = rec.at.rsplit("/", 1)[-1]
+
+        def raw_of(i: int, f=f, tag=tag) -> bytes:
+            return _raw(text, f.starts[i], f.ends[i], tag)
+
         if rec.kind == "detail":
-            if nodes:
-                table, q = type_rows([_row(n, rec) for n in nodes], rec, layout, path.name)
+            if f.rows:
+                table, q = type_values(list(zip(*f.rows)), f.lines, raw_of, rec, layout, path.name)
             continue
-        if len(nodes) != 1:
+        if len(f.rows) != 1:
             raise StructureError(path.name, f"the message must have exactly one {rec.at} element"
-                                 + (" (missing)" if not nodes else ""), expected=1, found=len(nodes))
-        t, bad = type_rows([_row(nodes[0], rec)], rec, layout, path.name)
+                                 + (" (missing)" if not f.rows else ""), expected=1, found=len(f.rows))
+        t, bad = type_values(list(zip(*f.rows)), f.lines, raw_of, rec, layout, path.name)
         if bad is not None:
             b = bad.to_pylist()[0]
             raise StructureError(path.name, f"{rec.at}/{b['_field']} is unreadable", line=b["_line"],

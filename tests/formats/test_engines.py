@@ -217,6 +217,32 @@ def test_xml_entities_are_never_expanded():
     assert info.value.line == 2
 
 
+def test_xml_fields_come_from_direct_children_and_a_quarantined_record_keeps_its_normalised_element(tmp_path):
+    """The reader gathers fields while expat reads (no tree): a field is the first child element of its name,
+    text of its own only; a Repeated field holds the items of every list element; a quarantined record's `_raw`
+    is its element rebuilt (no attributes, no whitespace between elements, leaf text trimmed and re-escaped)."""
+    text = (SAMPLES / "tips" / "3102" / "ok_pack_gbk.xml").read_bytes().decode("gbk")
+    first = text.index("<Payment3102>")
+    payment = text[first:text.index("</Payment3102>") + len("</Payment3102>")]
+    odd = (payment.replace("<Payment3102>", '<Payment3102 note="a > b" n=\'2\' >')
+           .replace("<PayAcct>320011000000000001</PayAcct>", "<PayAcct> </PayAcct><PayAcct>9</PayAcct>")
+           .replace("<HandOrgName>南京某某科技有限公司", "<HandOrgName> A &amp; B<x>inner</x><![CDATA[<c>]]> ")
+           .replace("</TaxType3102>\r\n        <TaxType3102>", "</TaxType3102></TaxTypeList3102><TaxTypeList3102>"
+                    "<TaxType3102>"))
+    path = tmp_path / "odd.xml"
+    path.write_bytes((text[:first] + odd + '<Payment3102 a="/>"/>' + text[first + len(payment):]).encode("gbk"))
+    with pytest.raises(ControlTotalMismatch) as info:   # AllNum counts 2 payments, the file now has 3
+        registry.read(path, "tips.3102")
+    q = info.value.partial.quarantine.to_pylist()
+    assert [(r["_line"], r["_field"]) for r in q] == [(30, "PayAcct"), (55, "TraNo")]
+    assert q[0]["HandOrgName"] == "A & B<c>" and [t["ProjectId"] for t in q[0]["TaxTypeList3102"]] == ["1", "2"]
+    assert q[0]["_raw"].decode("utf-8").startswith(
+        "<Payment3102><TraNo>00000001</TraNo><PayOpBkCode>313301000019</PayOpBkCode><PayAcct></PayAcct>"
+        "<PayAcct>9</PayAcct><HandOrgName><x>inner</x></HandOrgName><TraAmt>823798.09</TraAmt>")
+    assert q[0]["_raw"].endswith(b"<TaxTypeAmt>23798.09</TaxTypeAmt></TaxType3102></TaxTypeList3102></Payment3102>")
+    assert q[1]["_raw"] == b"<Payment3102></Payment3102>"
+
+
 # --- what a rejected batch still tells its caller ------------------------------------------------------------
 
 def test_a_rejected_pack_keeps_what_was_read_for_the_reply():
