@@ -99,6 +99,12 @@ class Check:
     words: str
     expectation: object  # a great_expectations.expectations.Expectation
 
+    @functools.cached_property
+    def config(self):
+        """The expectation's configuration: GX builds it anew on each access (~0.15 ms; a night of 1,000 files
+        reads it 10,000 times)."""
+        return self.expectation.configuration
+
 
 @dataclass
 class Suite:
@@ -271,10 +277,11 @@ class _Tally:
         self.rows: list[str] = []
 
     def show(self, rows: pa.Table) -> None:
-        self.rows += _show_rows(rows.slice(0, SHOW_ROWS - len(self.rows)), self.columns)
+        if rows.num_rows and len(self.rows) < SHOW_ROWS:
+            self.rows += _show_rows(rows.slice(0, SHOW_ROWS - len(self.rows)), self.columns)
 
     def row(self, dataset: str, file: str) -> dict:
-        cfg = self.check.expectation.configuration
+        cfg = self.check.config
         return {"dataset": dataset, "file": file, "description": self.check.words, "expectation": cfg.type,
                 "column": cfg.kwargs.get("column") or cfg.kwargs.get("column_A") or "",
                 "success": self.unexpected == 0, "element_count": self.elements,
@@ -319,7 +326,7 @@ def _row_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], parts: list
             for j in present:
                 tallies[i][j].elements += metadata[i].num_rows
         scanned = [(j, _unexpected_sql(checks[j].expectation, schema)) for j in present
-                   if not all(_held_by_statistics(checks[j].expectation, metadata[i], schema) for i in members)]
+                   if not all(_held_by_statistics(checks[j], metadata[i], schema) for i in members)]
         if not scanned:
             continue
         counts = con.sql(f"SELECT file_index, {', '.join(f'count(*) FILTER (WHERE {c})' for _, c in scanned)} "
@@ -344,11 +351,11 @@ def _row_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], parts: list
     return tallies
 
 
-def _held_by_statistics(expectation, metadata: pq.FileMetaData, schema: pa.Schema) -> bool:
-    """Whether the file's Parquet statistics prove that no row offends `expectation`, so that it needs no scan:
+def _held_by_statistics(check: Check, metadata: pq.FileMetaData, schema: pa.Schema) -> bool:
+    """Whether the file's Parquet statistics prove that no row offends `check`, so that it needs no scan:
     every row group's null count is 0 (not-null), or its min and max lie within the bounds (between, on integers and
     dates). Never on floats (a NaN, which GX counts as null, is in no statistic), nor without statistics."""
-    cfg = expectation.configuration
+    cfg = check.config
     kwargs = cfg.kwargs
     kind = schema.field(kwargs["column"]).type
     if cfg.type == "expect_column_values_to_not_be_null":
@@ -474,8 +481,8 @@ def run_suite(suite: Suite, dataset: str, parts: list[Part], key: tuple[str, ...
             check = Check(f"key ({cols}) unique", gxe.ExpectColumnValuesToBeBetween(column="occurrences",
                                                                                    max_value=1))
             totals = np.zeros(len(parts), dtype=np.int64)
-            for i, path in files:
-                totals[i] += pq.read_metadata(path).num_rows
+            for i, n in con.sql("SELECT _part, count(*) FROM detail GROUP BY _part").fetchall():
+                totals[i] = n
             repeated, dup = _repeated_keys(con, suite.unique, len(parts))
             for i, (_, offending) in enumerate(_judge(check, dup, len(parts))):
                 tally = _Tally(check, [*suite.unique, "occurrences"])
@@ -503,12 +510,12 @@ def _control_totals(con: duckdb.DuckDBPyConnection, controls: list[tuple[str, st
         f"SELECT _part, {', '.join(sql for *_, sql in controls)} FROM detail GROUP BY _part").fetchall()}
     frame = [{"_part": n, "control": controls[j][0], "declared": parts[i].declared[controls[j][1]],
               "computed": int(computed[i][j]) if i in computed else 0} for n, (i, j) in enumerate(owners)]
-    check = Check("control total", gxe.ExpectColumnPairValuesToBeEqual(column_A="declared", column_B="computed"))
+    equal = gxe.ExpectColumnPairValuesToBeEqual(column_A="declared", column_B="computed")
+    checks = [Check(f"control total: {words}", equal) for words, *_ in controls]
     table = pa.Table.from_pylist(frame, schema=pa.schema([("_part", pa.int64()), ("control", pa.string()),
                                                          ("declared", pa.int64()), ("computed", pa.int64())]))
-    for (i, _), one, (row, offending) in zip(owners, frame, _judge(check, table, len(owners))):
-        tally = _Tally(Check(f"control total: {one['control']}", check.expectation),
-                       ["control", "declared", "computed"])
+    for (i, j), (row, offending) in zip(owners, _judge(Check("control totals", equal), table, len(owners))):
+        tally = _Tally(checks[j], ["control", "declared", "computed"])
         tally.elements, tally.unexpected = row.num_rows, offending.num_rows
         tally.show(offending)
         rows[i].append(tally.row(dataset, parts[i].file))
@@ -539,7 +546,7 @@ def _repeated_keys(con: duckdb.DuckDBPyConnection, key: tuple[str, ...], parts: 
 
 
 def _kw_columns(check: Check) -> list[str]:
-    kw = check.expectation.configuration.kwargs
+    kw = check.config.kwargs
     return [kw[k] for k in ("column", "column_A", "column_B") if k in kw]
 
 
