@@ -154,6 +154,29 @@ def _derive_errn(acomn_parquet: Path, errn: Path) -> int:
     return disputes.num_rows
 
 
+def run_stages(stages: list[tuple], records: int, prefix: str = "") -> tuple[float, int, bool]:
+    """Run each (name, function, args) in its own process, one after another as Airflow runs tasks, printing a line
+    per stage (seconds, records/s, peak MB, a brief result or the error); stop at the first that fails. Returns the
+    seconds in the stages, the peak resident memory (bytes) and whether one failed."""
+    total, peak = 0.0, 0
+    # spawn, not fork: a child forked while the SFTP server's thread or the reader's thread pool holds a lock
+    # waits forever on it (seen: parse hung in futex_wait after the generator had run in this process)
+    ctx = mp.get_context("spawn")
+    for name, fn, stage_args in stages:
+        receive, send = ctx.Pipe(duplex=False)
+        process = ctx.Process(target=_stage, args=(name, fn, stage_args, send))
+        process.start()
+        seconds, rss, error, brief = receive.recv()
+        process.join()
+        total += seconds
+        peak = max(peak, rss)
+        print(f"{prefix}{name:<12}{seconds:>9.2f}{records / seconds:>14,.0f}{rss / 2**20:>10,.0f}  {error or brief}",
+              flush=True)
+        if error:
+            return total, peak, True
+    return total, peak, False
+
+
 def _stage(name: str, fn, args, out) -> None:
     """Run one stage in this (forked) process; send back seconds, peak RSS and a short result."""
     start = time.perf_counter()
@@ -259,22 +282,9 @@ def main() -> int:
         print(f"\nUnionPay night, {args.records:,} ACOMN records, via {args.via}"
               f"{' (gzip)' if not args.plain else ''}, workdir {workdir}")
         print(f"{'stage':<12}{'seconds':>9}{'records/s':>14}{'peak MB':>10}  result")
-        total, peak = 0.0, 0
-        # spawn, not fork: a child forked while the SFTP server's thread or the reader's thread pool holds a lock
-        # waits forever on it (seen: parse hung in futex_wait after the generator had run in this process)
-        ctx = mp.get_context("spawn")
-        for name, fn, stage_args in stages:
-            receive, send = ctx.Pipe(duplex=False)
-            process = ctx.Process(target=_stage, args=(name, fn, stage_args, send))
-            process.start()
-            seconds, rss, error, brief = receive.recv()
-            process.join()
-            total += seconds
-            peak = max(peak, rss)
-            print(f"{name:<12}{seconds:>9.1f}{args.records / seconds:>14,.0f}{rss / 2**20:>10,.0f}  "
-                  f"{error or brief}", flush=True)
-            if error:
-                return 1
+        total, peak, failed = run_stages(stages, args.records)
+        if failed:
+            return 1
         print(f"{'total':<12}{total:>9.1f}{args.records / total:>14,.0f}{peak / 2**20:>10,.0f}  "
               f"(targets for 10M: 180 s, 3,072 MB)")
     finally:
