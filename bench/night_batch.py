@@ -405,7 +405,8 @@ def run_channel(channel: str, account: Path, ledger: Path, workdir: Path, record
         server.stop()
     if failed:
         raise SystemExit(f"{channel}: a stage failed")
-    print(f"{channel:<13}{'(channel)':<12}{total:>9.2f}{records / total:>14,.0f}{peak / 2**20:>10,.0f}", flush=True)
+    print(f"{channel:<13}{'(channel)':<12}{total:>9.2f}{records / total:>14,.0f}{'':>9}{peak / 2**20:>10,.0f}",
+          flush=True)
     return total, peak
 
 
@@ -420,14 +421,14 @@ def main() -> int:
     workdir = args.workdir or args.data / f"work_batch_{args.scale:g}"
     shutil.rmtree(workdir, ignore_errors=True)
     print(f"\nbatch channels' night, scale {args.scale:g}, workdir {workdir}")
-    print(f"{'channel':<13}{'stage':<12}{'seconds':>9}{'records/s':>14}{'peak MB':>10}  result")
+    print(f"{'channel':<13}{'stage':<12}{'seconds':>9}{'records/s':>14}{'CPU s':>9}{'peak MB':>10}  result")
     wall = time.perf_counter()
     total, peak, records = 0.0, 0, 0
     for channel in args.channels.split(","):
         n = _records(root / channel)
         seconds, rss = run_channel(channel, root / channel, root / "ledger", workdir, n)
         total, peak, records = total + seconds, max(peak, rss), records + n
-    print(f"{'total':<25}{total:>9.2f}{records / total:>14,.0f}{peak / 2**20:>10,.0f}  "
+    print(f"{'total':<25}{total:>9.2f}{records / total:>14,.0f}{'':>9}{peak / 2**20:>10,.0f}  "
           f"({records:,} records; {time.perf_counter() - wall:.1f} s wall with process starts; target 60 s)")
     return 0
 
