@@ -11,7 +11,8 @@ counterparty may send ``NAME.gz`` with the flag ``NAME.gz.ok`` instead.
 
 Guarantees:
 * A download is written to ``local_dir/.NAME.part`` and appears as ``local_dir/NAME`` (by ``os.replace``) only
-  once its size and MD5 equal the flag's. Both are computed while the file arrives, and a gzip file is
+  once its size and MD5 equal the flag's; its data is on disk (fsync) when `fetch` returns, and its name is made
+  durable (`fsync_dir`) by the caller, in the folder where the file ends up. Both are computed while the file arrives, and a gzip file is
   decompressed as it arrives too (with a size limit): it is kept only once the compressed file matches its flag
   and the gzip stream ends whole.
 * A delivery uploads ``NAME.tmp``, renames it to ``NAME``, then writes ``NAME.ok`` the same way; it is idempotent
@@ -304,6 +305,8 @@ class Source(ABC):
                  max_unpacked_bytes: int = DEFAULT_MAX_UNPACKED_BYTES) -> None:
         self.max_file_bytes = max_file_bytes
         self.max_unpacked_bytes = max_unpacked_bytes
+        self._listed_sizes: dict[str, int] = {}   # remote path -> size in the last listing of its folder
+        self._made_dirs: set[str] = set()         # remote folders this source made or found (deliveries)
 
     def __enter__(self) -> Source:
         return self
@@ -330,7 +333,9 @@ class Source(ABC):
             except FileNotFoundError:
                 raise FileNotReady("directory does not exist yet", host=self.label, path=remote_dir) from None
 
-        return self._run(f"list {remote_dir}", attempt)
+        entries = self._run(f"list {remote_dir}", attempt)
+        self._listed_sizes |= {posixpath.join(remote_dir, e.name): e.size for e in entries}
+        return entries
 
     def wait_for(self, remote_dir: str, expected: Iterable[str], *, timeout: float,
                  poll: float = 30.0) -> list[str]:
@@ -365,7 +370,7 @@ class Source(ABC):
         """Download `name` from `remote_dir` into `local_dir`, verified against its flag, atomically.
 
         The file is written to ``local_dir/.NAME.part`` and renamed to ``local_dir/NAME`` only after its size and
-        MD5 equal the flag's. ``NAME.gz`` is decompressed while it downloads, into ``local_dir/.NAME.part``
+        MD5 equal the flag's (the data fsynced; making the name durable is the caller's, see the module's doc). ``NAME.gz`` is decompressed while it downloads, into ``local_dir/.NAME.part``
         (without ``.gz``), renamed to ``local_dir/NAME`` once the compressed file matches its flag and the gzip
         stream ends whole. A dropped connection resumes where it stopped; a flag changed meanwhile starts the
         download afresh. On any failure no ``.part`` file is left behind and ``local_dir/NAME`` is untouched.
@@ -393,11 +398,14 @@ class Source(ABC):
             the previous attempt stopped (the check goes on where it was); a changed flag starts afresh."""
             nonlocal check
             flag = self._read_flag(remote_path, name)
-            try:
-                remote_size = self._size(remote_path)
-            except FileNotFoundError:
-                raise FileNotReady(f"flag file {name + FLAG_SUFFIX} present but the data file is not",
-                                   host=self.label, path=remote_path, missing=(name,)) from None
+            # The listing's size saves a request per file (a night has thousands); the server is asked only
+            # when it differs from the flag, for the listing may be older than the flag.
+            remote_size = self._listed_sizes.get(remote_path)
+            if remote_size != flag.size:
+                try:
+                    remote_size = self._size(remote_path)
+                except FileNotFoundError:
+                    raise data_missing() from None
             if remote_size != flag.size:
                 raise FlagMismatch(f"{self.label} {remote_path}", "size on the server differs from the flag",
                                    expected=flag.size, found=remote_size)
@@ -414,8 +422,15 @@ class Source(ABC):
             if offset:
                 log.info("%s %s: resuming download at byte %d", self.label, remote_path, offset)
             with open(part, "ab") as out:
-                self._download(remote_path, _CheckedPart(out, check), offset, flag.size)
+                try:
+                    self._download(remote_path, _CheckedPart(out, check), offset, flag.size)
+                except FileNotFoundError:
+                    raise data_missing() from None
             return flag
+
+        def data_missing() -> FileNotReady:
+            return FileNotReady(f"flag file {name + FLAG_SUFFIX} present but the data file is not",
+                                host=self.label, path=remote_path, missing=(name,))
 
         # A .part left by a crashed run may belong to another version of the file: start afresh. Within this
         # call, a retry after a dropped connection resumes from what the earlier attempt wrote.
@@ -426,7 +441,6 @@ class Source(ABC):
             if not gzipped:
                 _fsync(part)
             os.replace(unpacked_part or part, local_path)
-            _fsync_dir(local_dir)
         finally:
             if check is not None:
                 check.abandon()
@@ -507,7 +521,9 @@ class Source(ABC):
 
     def _deliver_once(self, local_path: Path, remote_dir: str, remote_path: str, flag: Flag,
                       force: bool) -> Delivery:
-        self._makedirs(remote_dir)
+        if remote_dir not in self._made_dirs:   # once per folder, not per file (two requests each)
+            self._makedirs(remote_dir)
+            self._made_dirs.add(remote_dir)
         flag_path = remote_path + FLAG_SUFFIX
         status: Literal["delivered", "forced"] = "delivered"
         try:
@@ -567,7 +583,8 @@ class Source(ABC):
 
     @abstractmethod
     def _download(self, remote_path: str, out: BinaryIO, offset: int, expected_size: int) -> None:
-        """Copy the file from byte `offset` to EOF into `out` (positioned at `offset`)."""
+        """Copy the file from byte `offset` to EOF into `out` (positioned at `offset`); `FileNotFoundError` if
+        absent."""
 
     @abstractmethod
     def _makedirs(self, remote_dir: str) -> None:
@@ -637,7 +654,7 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     """Make a rename durable (POSIX: the directory entry is flushed with the directory)."""
     fd = os.open(directory, os.O_RDONLY)
     try:
@@ -875,7 +892,7 @@ class LocalDirSource(Source):
 
     def _replace(self, source_path: str, target_path: str) -> None:
         os.replace(self._local(source_path), self._local(target_path))
-        _fsync_dir(self._local(target_path).parent)
+        fsync_dir(self._local(target_path).parent)
 
     def _remove(self, remote_path: str) -> None:
         self._local(remote_path).unlink(missing_ok=True)
