@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
@@ -71,8 +72,8 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
 
 def iter_batches(path: Path, layout: FileLayout):
     """The file as batches of typed records. A headed RFC 4180 extract (a heading line, then only details) goes
-    through Arrow's CSV reader in blocks; any other layout, or such a file with a malformed row, is read line by
-    line (files of thousands of lines)."""
+    through Arrow's CSV reader in blocks; any other layout, or such a file with a malformed row, is read whole:
+    an unquoted file split a column at a time (`_Lines`), a quoted one line by line by the csv module."""
     if _arrow_csv_applies(layout):
         yielded = False
         try:
@@ -92,17 +93,19 @@ def iter_batches(path: Path, layout: FileLayout):
 def _read_lines(path: Path, layout: FileLayout) -> Batch:
     data = path.read_bytes()
     _check_encoding(data, layout, path.name)
-    lines = _physical_lines(data, layout, path.name)
-    records = _logical_records(lines, layout, path.name)
+    lines = _Lines(data, layout, path.name)
+    if layout.quoting == "none":
+        count, record = len(lines.records), lines.record
+    else:
+        records = _logical_records(lines.as_tuples(), layout, path.name)
+        count, record = len(records), records.__getitem__
     leading, trailing, detail_of = _placement(layout, path.name)
-    if len(records) < len(leading) + len(trailing):
-        missing = (leading + trailing)[len(records):] if len(records) >= len(leading) else leading[len(records):]
+    if count < len(leading) + len(trailing):
+        missing = (leading + trailing)[count:] if count >= len(leading) else leading[count:]
         raise StructureError(path.name, f"the file ends before its {missing[0].name} line "
-                             f"({len(records)} non-empty lines)", expected=len(leading) + len(trailing),
-                             found=len(records))
-    head = records[:len(leading)]
-    tail = records[len(records) - len(trailing):] if trailing else []
-    body = records[len(leading):len(records) - len(trailing)]
+                             f"({count} non-empty lines)", expected=len(leading) + len(trailing), found=count)
+    head = [record(k) for k in range(len(leading))]
+    tail = [record(k) for k in range(count - len(trailing), count)]
     others: dict[str, pa.Table] = {}
     for rec, (line, raw, values, err) in [*zip(leading, head), *zip(trailing, tail)]:
         values = _fit_record(rec, line, raw, values, err, path.name)
@@ -117,20 +120,124 @@ def _read_lines(path: Path, layout: FileLayout) -> Batch:
                                  expected=bad["_expected"], found=bad["_actual"])
         others[rec.name] = table
     detail = detail_of(others)
-    rows = []
-    for line, raw, values, err in body:
-        if err is None and detail.match is not None and values and values[0] != detail.match:
-            err = (detail.fields[0].name, repr(detail.match), values[0])
-        if err is None and len(values) != len(detail.fields):
-            err = ("record", f"{len(detail.fields)} fields", f"{len(values)} fields")
-        if err is None and (i := _stray_carriage_return(values, layout)) is not None:
-            err = (detail.fields[i].name, "a value without a line break", values[i])
-        rows.append(RawRow(line, raw, values if err is None or err[0] != "record" else [], err))
-    if rows:
-        table, q = type_rows(rows, detail, layout, path.name, schema_record=layout.detail)
-    else:
+    body = range(len(leading), count - len(trailing))
+    if not body:
         table, q = _empty_records(layout), None
-    return Batch(table, q if q is not None else empty_quarantine(layout), others, len(lines))
+    elif layout.quoting == "none":
+        table, q = lines.type_records(body, detail, layout, path.name)
+    else:
+        rows = [_detail_row(*record(k), detail, layout) for k in body]
+        table, q = type_rows(rows, detail, layout, path.name, schema_record=layout.detail)
+    return Batch(table, q if q is not None else empty_quarantine(layout), others, lines.physical)
+
+
+def _detail_row(line: int, raw: bytes, values: list[str], err, detail: Record, layout: FileLayout) -> RawRow:
+    """A detail line's row, with the first fault of its shape: not its record type, a wrong number of fields, a
+    carriage return inside a value."""
+    if err is None and detail.match is not None and values and values[0] != detail.match:
+        err = (detail.fields[0].name, repr(detail.match), values[0])
+    if err is None and len(values) != len(detail.fields):
+        err = ("record", f"{len(detail.fields)} fields", f"{len(values)} fields")
+    if err is None and (i := _stray_carriage_return(values, layout)) is not None:
+        err = (detail.fields[i].name, "a value without a line break", values[i])
+    return RawRow(line, raw, values if err is None or err[0] != "record" else [], err)
+
+
+class _Lines:
+    """The physical lines of a file, cut and decoded once for the whole file (NumPy and Arrow), not line by line.
+
+    A line end is checked against the layout (the first wrong one raises). Each line's text is its bytes without
+    the line end, decoded (null when they do not decode); `records` are the lines that are not blank. Splitting
+    on bytes is safe: a line end is never part of a GBK, GB18030 or UTF-8 character."""
+
+    def __init__(self, data: bytes, layout: FileLayout, file_name: str) -> None:
+        octets = np.frombuffer(data, dtype=np.uint8)
+        breaks = np.flatnonzero(octets == 10)
+        starts, ends = np.r_[0, breaks + 1], np.r_[breaks, len(data)]
+        if starts[-1] == len(data):   # after a final line end (or in an empty file) there is no line
+            starts, ends = starts[:-1], ends[:-1]
+        with_cr = (ends > starts) & (octets[np.maximum(ends - 1, 0)] == 13) if len(data) else np.zeros(0, bool)
+        if layout.line_end == b"\r\n":
+            lf_only = ~with_cr
+            if len(lf_only) and not data.endswith(b"\n"):
+                lf_only[-1] = False   # the last line may lack its line end
+            if lf_only.any():
+                raise StructureError(file_name, "line ends are LF, the layout requires CRLF",
+                                     line=int(np.argmax(lf_only)) + 1, expected="CRLF", found="LF")
+            ends = ends - with_cr
+        elif with_cr.any():
+            raise StructureError(file_name, "line ends are CRLF, this counterparty's files use LF",
+                                 line=int(np.argmax(with_cr)) + 1, expected="LF", found="CRLF")
+        self.data, self.starts, self.ends, self.physical = data, starts, ends, len(starts)
+        self.texts = self._decode(layout.encoding, with_cr if layout.line_end == b"\r\n" else None)
+        blank = pc.fill_null(pc.equal(pc.utf8_trim(self.texts, " "), ""), False).to_numpy(zero_copy_only=False)
+        self.records = np.flatnonzero(~blank)
+        self.layout = layout
+
+    def _decode(self, encoding: str, with_cr: np.ndarray | None) -> pa.Array:
+        try:
+            text = self.data.decode(encoding)
+        except UnicodeDecodeError:   # a broken file: find the lines that do not decode, one by one
+            texts = []
+            for s, e in zip(self.starts.tolist(), self.ends.tolist()):
+                try:
+                    texts.append(self.data[s:e].decode(encoding))
+                except UnicodeDecodeError:
+                    texts.append(None)
+            return pa.array(texts, pa.string())
+        lines = pc.list_flatten(pc.split_pattern(pa.array([text], pa.large_string()), "\n"))
+        lines = lines.slice(0, self.physical).cast(pa.string())
+        if with_cr is not None and with_cr.any():
+            lines = pc.if_else(pa.array(with_cr), pc.utf8_slice_codeunits(lines, 0, -1), lines)
+        return lines
+
+    def raw(self, i: int) -> bytes:
+        return self.data[self.starts[i]:self.ends[i]]
+
+    def as_tuples(self) -> list[tuple[int, bytes, str | None]]:
+        """Every physical line as (line number, raw bytes without line end, text or None)."""
+        return [(i + 1, self.raw(i), t) for i, t in enumerate(self.texts.to_pylist())]
+
+    def record(self, k: int) -> tuple[int, bytes, list[str], tuple | None]:
+        """Non-blank line `k` as (line number, raw bytes, field texts, error or None)."""
+        i = int(self.records[k])
+        text = self.texts[i].as_py()
+        if text is None:
+            return i + 1, self.raw(i), [], ("record", f"text in {self.layout.encoding.upper()}", "undecodable bytes")
+        return i + 1, self.raw(i), *_split(text, self.layout)
+
+    def type_records(self, body: range, detail: Record, layout: FileLayout, file_name: str):
+        """`type_rows` of the non-blank lines `body` as `detail` records, split a column at a time. A line of
+        another shape (undecodable, no trailing separator, a wrong number of fields, a carriage return) is
+        rare and goes through `_detail_row`, one by one."""
+        index = self.records[body.start:body.stop]
+        texts = self.texts.take(pa.array(index))
+        shaped = pc.is_valid(texts)
+        if layout.trailing_delimiter:
+            ends_right = pc.fill_null(pc.ends_with(texts, layout.delimiter), False)
+            shaped = pc.and_(shaped, ends_right)
+            texts = pc.if_else(ends_right, pc.utf8_slice_codeunits(texts, 0, -len(layout.delimiter)), texts)
+        parts = pc.split_pattern(texts, layout.delimiter)
+        n = len(detail.fields)
+        shaped = pc.and_(shaped, pc.equal(pc.list_value_length(parts), n))
+        shaped = pc.fill_null(pc.and_(shaped, pc.invert(pc.match_substring(texts, "\r"))), False)
+        shaped = shaped.to_numpy(zero_copy_only=False)
+        regular, odd = np.flatnonzero(shaped), np.flatnonzero(~shaped)
+        flat = pc.list_flatten(parts.take(pa.array(regular)))
+        columns = [flat.take(pa.array(np.arange(j, len(flat), n))) for j in range(n)]
+        pre: dict[int, tuple[str, str, str]] = {}
+        if detail.match is not None:
+            for j in np.flatnonzero(pc.not_equal(columns[0], detail.match).to_numpy(zero_copy_only=False)):
+                pre[int(regular[j])] = (detail.fields[0].name, repr(detail.match), columns[0][int(j)].as_py())
+        if len(odd):
+            rows = [_detail_row(*self.record(body.start + int(j)), detail, layout) for j in odd]
+            pre.update({int(j): r.error for j, r in zip(odd, rows) if r.error is not None})
+            order = pa.array(np.argsort(np.r_[regular, odd], kind="stable"))
+            columns = [pa.concat_arrays([col, pa.array([r.values[j] if j < len(r.values) else None for r in rows],
+                                                       pa.string())]).take(order)
+                       for j, col in enumerate(columns)]
+        return type_columns({f.name: col for f, col in zip(detail.fields, columns)}, index + 1,
+                            lambda i: self.raw(int(index[i])), detail, layout, file_name, layout.detail, pre)
 
 
 def _stray_carriage_return(values: list, layout: FileLayout) -> int | None:
@@ -243,32 +350,6 @@ def _check_encoding(data: bytes, layout: FileLayout, file_name: str) -> None:
     if any("\u4e00" <= ch <= "\u9fff" for ch in text):
         raise EncodingError(file_name, "the file is encoded in UTF-8", expected=layout.encoding.upper(),
                             found="UTF-8")
-
-
-def _physical_lines(data: bytes, layout: FileLayout, file_name: str) -> list[tuple[int, bytes, str | None]]:
-    """Bytes -> (line number, raw bytes without line end, decoded text or None when undecodable)."""
-    parts = data.split(b"\n")
-    if parts and parts[-1] == b"":
-        parts.pop()
-    crlf = layout.line_end == b"\r\n"
-    out = []
-    for i, raw in enumerate(parts, start=1):
-        last_unterminated = i == len(parts) and not data.endswith(b"\n")
-        if crlf:
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            elif not last_unterminated:
-                raise StructureError(file_name, "line ends are LF, the layout requires CRLF", line=i,
-                                     expected="CRLF", found="LF")
-        elif raw.endswith(b"\r"):
-            raise StructureError(file_name, "line ends are CRLF, this counterparty's files use LF", line=i,
-                                 expected="LF", found="CRLF")
-        try:
-            text = raw.decode(layout.encoding)
-        except UnicodeDecodeError:
-            text = None
-        out.append((i, raw, text))
-    return out
 
 
 def _logical_records(lines, layout: FileLayout, file_name: str) -> list[tuple[int, bytes, list[str], tuple | None]]:

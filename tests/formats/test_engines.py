@@ -183,6 +183,29 @@ def test_read_to_parquet_for_every_framing(tmp_path, name, sample):
     assert back.equals(whole.records.combine_chunks())
 
 
+# --- delimited ------------------------------------------------------------------------------------------------
+
+def test_delimited_lines_of_another_shape_are_quarantined_one_by_one_among_the_columns_split_whole(tmp_path):
+    """The unquoted reader splits the whole file a column at a time; the odd lines (undecodable, a field too many,
+    a carriage return inside a value, another record type) keep their own reasons and raw bytes, blank lines are
+    skipped, and every other line keeps its place."""
+    header, *details = (SAMPLES / "pboc" / "cnaps2_dzmx" / "ok_20261121.txt").read_bytes().split(b"\r\n")[:-1]
+    odd = [details[0][:20] + b"\x81" + details[0][21:], details[1] + b"|x", details[2].replace(b"|20261121|", b"|2026\r1121|", 1),
+           b"X" + details[3][1:]]
+    path = tmp_path / "odd.txt"
+    path.write_bytes(b"\r\n".join([header, b"", *odd, b"   ", *details]) + b"\r\n")
+    with pytest.raises(ControlTotalMismatch) as info:
+        registry.read(path, "pboc.cnaps2_dzmx")
+    read = info.value.partial
+    q = read.quarantine.to_pylist()
+    assert [(r["_line"], r["_field"], r["_expected"]) for r in q] == [
+        (3, "record", "text in GBK"), (4, "record", "15 fields"), (5, "entrust_date", "a value without a line break"),
+        (6, "record_type", "'D'")]
+    assert [r["_raw"] for r in q] == odd
+    assert read.records["_line"].to_pylist() == list(range(8, 8 + len(details)))
+    assert read.records["msg_id"].to_pylist() == [d.split(b"|")[2].decode() for d in details]
+
+
 # --- XML safety ----------------------------------------------------------------------------------------------
 
 def _cfx(body: str, encoding: str = "GBK") -> bytes:
