@@ -30,7 +30,7 @@ from clearing.disputes import reply_disputes
 from clearing.entries import Line, pair, reversal_vouchers, suspense_vouchers, write_entries
 from clearing.error_file import write_error_file
 from clearing.returns import BUILDERS, BatchHeld, InboundBatch, build_returns, runs
-from clearing.unionpay import UNIONPAY_NET_COLUMNS, unionpay_net
+from clearing.unionpay import unionpay_net
 from connectors.sftp import fsync_dir, open_source
 from formats import registry
 from formats.errors import FileRejected, Terminal, Transient
@@ -414,9 +414,10 @@ def _match_one(channel: str, rule: MatchRule, date: dt.date, wd: Workdir) -> dic
                   "ledger": _ledger_in(rule, date, ledger)}
         expected = {side: tuple(a + b for a, b in zip(today, _carried_in(prev, side)))
                     for side, today in inputs.items()}
-        conservation = check_conservation(unchecked, {k: v for k, v in expected.items() if v[0]})
+        summary = summarise(unchecked)
+        conservation = check_conservation(summary, {k: v for k, v in expected.items() if v[0]})
         os.replace(unchecked, results)
-        wd.publish("recon_summary", rule.channel, date, summarise(results))
+        wd.publish("recon_summary", rule.channel, date, summary)
         wd.publish("quarantine", rule.channel, date, _analyst_quarantine(
             pa.concat_tables([pq.read_table(q) for q in quarantine], promote_options="default"), rule.channel, date))
         wd.publish("recon_files", rule.channel, date, pa.Table.from_pylist(
@@ -671,8 +672,7 @@ def clear(channel: str, date: dt.date, wd: Workdir) -> dict:
     clearing = {"channel": channel, "business_date": date.isoformat()}
     if channel == "unionpay_acq":
         files = _reconciled_files(parsed, channel, channel)
-        acomn = pa.concat_tables([pq.read_table(parsed / f["parquet"], columns=UNIONPAY_NET_COLUMNS) for f in files])
-        net = unionpay_net(acomn)
+        net = unionpay_net([parsed / f["parquet"] for f in files])
         ref = ",".join(f"{f['name']}#v{f['version']}" for f in files)
         lines += pair(f"CLR-{rule.ledger_channel}-{date:%Y%m%d}-TXN", "CUPS-CLR", "MERCH-STL", net.transactions_fen,
                       f"{rule.ledger_channel} {date} clearing: purchases and withdrawals less refunds", ref)

@@ -432,17 +432,13 @@ def summarise(results: pa.Table | Path) -> pa.Table:
         con.close()
 
 
-def check_conservation(results: pa.Table | Path, expected: dict[str, tuple[int, int]]) -> dict[str, dict]:
-    """Compare, per side, (records, fen) counted from the inputs with what the outcomes account for.
+def check_conservation(summary: pa.Table, expected: dict[str, tuple[int, int]]) -> dict[str, dict]:
+    """Compare, per side, (records, fen) counted from the inputs with what the outcomes of `summary` (the results'
+    `summarise`, one scan of them for both) account for.
 
     `expected` is {side: (count, fen)} taken from the inputs. Returns the per-side breakdown; raises
     ConservationError naming the side and the difference when anything was lost or counted twice."""
-    con = _results_connection(results)
-    try:
-        rows = con.execute("""
-            SELECT side, outcome, count(*), coalesce(sum(amount_fen), 0) FROM r GROUP BY ALL""").fetchall()
-    finally:
-        con.close()
+    rows = zip(*(summary[c].to_pylist() for c in ("side", "outcome", "records", "amount_fen")))
     report: dict[str, dict] = {}
     for side, outcome, n, fen in rows:
         report.setdefault(side, {"records": 0, "amount_fen": 0, "outcomes": {}})

@@ -10,7 +10,7 @@ import pytest
 from formats.result import empty_quarantine
 from formats.specs.unionpay.acomn import LAYOUT as ACOMN
 from recon.channels import UNIONPAY_ACQ
-from recon.engine import ConservationError, Inputs, check_conservation, reconcile
+from recon.engine import ConservationError, Inputs, check_conservation, reconcile, summarise
 
 from .conftest import T, acomn, cp_table, journal, ledger_table
 
@@ -31,7 +31,7 @@ def run(cp_rows, lg_rows, *, date=T, carried=None, q_rows=None):
     carried_fen = 0 if carried is None else sum(r["amount_fen"] for r in carried.to_pylist() if r["outcome"] == "PENDING")
     expected = {"counterparty": (cp.num_rows + q.num_rows, sum(cp["amount_fen"].to_pylist()) + sum(a or 0 for a in q["amount_fen"].to_pylist())),
                 "ledger": (lg.num_rows + n_carried, sum(lg["amount_fen"].to_pylist()) + carried_fen)}
-    check_conservation(res, {k: v for k, v in expected.items() if v[0]})
+    check_conservation(summarise(res), {k: v for k, v in expected.items() if v[0]})
     return {(r["side"], r["match_ref"] or r["record_ref"]): r for r in res.to_pylist()}
 
 
@@ -121,7 +121,7 @@ def test_quarantined_record_is_counted_with_its_reason():
 def test_conservation_violation_raises():
     res = reconcile(UNIONPAY_ACQ, T, Inputs(cp_table([acomn("000012")]), quarantine(), ledger_table([]), None), "k")
     with pytest.raises(ConservationError, match="counterparty side"):
-        check_conservation(res, {"counterparty": (2, 20000)})
+        check_conservation(summarise(res), {"counterparty": (2, 20000)})
 
 
 def test_pan_is_masked_and_hashed():
