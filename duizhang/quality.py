@@ -12,11 +12,13 @@ How it runs, so that a night of 2,000 small files and a file of 10 million recor
   the Parquet statistics prove a check held), and GX judges the first offending rows of each failed (file, check),
   read back in file order, in one validation per check;
 - uniqueness is one pass over every file's keys (a 64-bit hash of file and key), control totals one query grouped by
-  file, each judged by one GX validation over the frame of all files' aggregates and attributed back to the files;
+  file; the repeated keys and the totals off, of all files, are judged by one GX validation each;
 - the ledger extract, shared by every channel of the date, is validated once per content: its rows are kept next to
   it and reused while its bytes (and the suite) are the same.
-GX runs with an ephemeral context through its pandas data source (notes/airflow3.md §3: its SQL source does not
-work on DuckDB 2.0), created once per process: importing GX costs seconds, a validation then ~50 ms.
+A check is data (GX's expectation type, its arguments and its words), built and counted without GX: importing GX
+costs ~6.5 CPU seconds a process (pandas ~0.9 of them), so a night where every check holds imports neither. GX is
+imported once per process when a check fails, and runs with an ephemeral context through its pandas data source
+(notes/airflow3.md §3: its SQL source does not work on DuckDB 2.0), ~50 ms a validation.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from formats.errors import Terminal
@@ -52,8 +55,10 @@ MAX_AMOUNT_FEN = 100_000_000_000  # 10亿元 in one record: above this a file is
 SHOW_ROWS = 5                     # offending rows quoted in an error and in the results table
 ACCOUNT_COLUMN = re.compile(r"pan|acct|account|card", re.IGNORECASE)  # columns masked when rows are shown
 
-VALIDATION_COLUMNS = ("channel", "business_date", "dataset", "file", "description", "expectation", "column", "success",
-                      "element_count", "unexpected_count", "offending")
+VALIDATION_SCHEMA = pa.schema([("channel", pa.string()), ("business_date", pa.date32()), ("dataset", pa.string()),
+                               ("file", pa.string()), ("description", pa.string()), ("expectation", pa.string()),
+                               ("column", pa.string()), ("success", pa.bool_()), ("element_count", pa.int64()),
+                               ("unexpected_count", pa.int64()), ("offending", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -94,16 +99,24 @@ class ExpectationFailed(Terminal):
 
 @dataclass(frozen=True)
 class Check:
-    """One expectation of a suite, with what it means in words (shown in the report and in errors)."""
+    """One expectation of a suite as data, with what it means in words (shown in the report and in errors)."""
 
     words: str
-    expectation: object  # a great_expectations.expectations.Expectation
+    type: str
+    """GX's expectation type, as the `validation` table shows it: `expect_column_values_to_be_between`."""
+    kwargs: dict[str, object]
+    """The expectation's arguments, as GX takes them: `{"column": "amount_fen", "min_value": 1}`."""
 
-    @functools.cached_property
-    def config(self):
-        """The expectation's configuration: GX builds it anew on each access (~0.15 ms; a night of 1,000 files
-        reads it 10,000 times)."""
-        return self.expectation.configuration
+    @property
+    def columns(self) -> list[str]:
+        """The columns the expectation reads."""
+        return [self.kwargs[k] for k in ("column", "column_A", "column_B") if k in self.kwargs]
+
+    def expectation(self):
+        """The GX expectation (imports GX, seconds: only to judge rows found offending)."""
+        import great_expectations.expectations  # noqa: F401  registers the expectation types
+        from great_expectations.expectations.registry import get_expectation_impl
+        return get_expectation_impl(self.type)(**self.kwargs)
 
 
 @dataclass
@@ -137,51 +150,46 @@ class Part:
 
 def layout_suite(layout: FileLayout, date: dt.date, rules: Rules | None = None) -> Suite:
     """The suite of a file of `layout` for business date `date`, derived from the declaration and `RULES`."""
-    import great_expectations.expectations as gxe
     rules = rules or RULES.get(layout.name, Rules())
     lo, hi = (date + dt.timedelta(days=d) for d in rules.date_window)
     suite = Suite(layout.name, unique=rules.unique)
     for name in layout.key:
-        suite.rows.append(Check(f"key {name} present", gxe.ExpectColumnValuesToNotBeNull(column=name)))
+        suite.rows.append(Check(f"key {name} present", "expect_column_values_to_not_be_null", {"column": name}))
     for f in layout.detail.fields:
         t = f.type
         if isinstance(t, Code):
             allowed = sorted(t.table) + ([""] if t.blank else [])
-            suite.rows.append(Check(f"{f.name} in its code table", gxe.ExpectColumnValuesToBeInSet(
-                column=f.name, value_set=allowed)))
+            suite.rows.append(Check(f"{f.name} in its code table", "expect_column_values_to_be_in_set",
+                                    {"column": f.name, "value_set": allowed}))
         elif isinstance(t, (Fen, Yuan)) or (isinstance(t, Int) and f.name.endswith("_fen")):
             least = 1 if (f.name in rules.positive or getattr(t, "positive", False)) else 0
             suite.rows.append(Check(f"{f.name} between {least} and {MAX_AMOUNT_FEN} fen",
-                                    gxe.ExpectColumnValuesToBeBetween(column=f.name, min_value=least,
-                                                                      max_value=MAX_AMOUNT_FEN)))
+                                    "expect_column_values_to_be_between",
+                                    {"column": f.name, "min_value": least, "max_value": MAX_AMOUNT_FEN}))
         elif isinstance(t, (Date8, IsoDate)):
-            suite.rows.append(Check(f"{f.name} between {lo} and {hi}", gxe.ExpectColumnValuesToBeBetween(
-                column=f.name, min_value=lo, max_value=hi)))
+            suite.rows.append(Check(f"{f.name} between {lo} and {hi}", "expect_column_values_to_be_between",
+                                    {"column": f.name, "min_value": lo, "max_value": hi}))
     return suite
 
 
 def results_suite(date: dt.date) -> Suite:
     """`recon_result`: one row per item, each with a known outcome, money in range, and no card number in clear."""
-    import great_expectations.expectations as gxe
     suite = Suite("recon_result", unique=("side", "record_ref"))
+    in_set, between = "expect_column_values_to_be_in_set", "expect_column_values_to_be_between"
     suite.rows += [
-        *(Check(f"{c} present", gxe.ExpectColumnValuesToNotBeNull(column=c))
+        *(Check(f"{c} present", "expect_column_values_to_not_be_null", {"column": c})
           for c in ("channel", "business_date", "side", "record_ref", "outcome", "reason")),
-        Check("side is counterparty or ledger", gxe.ExpectColumnValuesToBeInSet(
-            column="side", value_set=["counterparty", "ledger"])),
-        Check("outcome is one of the eight", gxe.ExpectColumnValuesToBeInSet(
-            column="outcome", value_set=[o.value for o in Outcome])),
+        Check("side is counterparty or ledger", in_set, {"column": "side", "value_set": ["counterparty", "ledger"]}),
+        Check("outcome is one of the eight", in_set, {"column": "outcome", "value_set": [o.value for o in Outcome]}),
         # The engine's normalised statuses: S moved, F failed, R reversed, P in process (CNAPS2 PR05, in transit).
-        Check("status is S, F, R or P", gxe.ExpectColumnValuesToBeInSet(column="status",
-                                                                       value_set=["S", "F", "R", "P"])),
-        Check(f"amount_fen between 0 and {MAX_AMOUNT_FEN} fen", gxe.ExpectColumnValuesToBeBetween(
-            column="amount_fen", min_value=0, max_value=MAX_AMOUNT_FEN)),
-        Check(f"business_date is {date}", gxe.ExpectColumnValuesToBeBetween(
-            column="business_date", min_value=date, max_value=date)),
-        Check(f"origin_date between {date - dt.timedelta(days=31)} and {date}", gxe.ExpectColumnValuesToBeBetween(
-            column="origin_date", min_value=date - dt.timedelta(days=31), max_value=date)),
-        Check("account_masked holds no card number in clear", gxe.ExpectColumnValuesToNotMatchRegex(
-            column="account_masked", regex=r"^[0-9]{11,}$")),
+        Check("status is S, F, R or P", in_set, {"column": "status", "value_set": ["S", "F", "R", "P"]}),
+        Check(f"amount_fen between 0 and {MAX_AMOUNT_FEN} fen", between,
+              {"column": "amount_fen", "min_value": 0, "max_value": MAX_AMOUNT_FEN}),
+        Check(f"business_date is {date}", between, {"column": "business_date", "min_value": date, "max_value": date}),
+        Check(f"origin_date between {date - dt.timedelta(days=31)} and {date}", between,
+              {"column": "origin_date", "min_value": date - dt.timedelta(days=31), "max_value": date}),
+        Check("account_masked holds no card number in clear", "expect_column_values_to_not_match_regex",
+              {"column": "account_masked", "regex": r"^[0-9]{11,}$"}),
     ]
     return suite
 
@@ -281,23 +289,33 @@ class _Tally:
             self.rows += _show_rows(rows.slice(0, SHOW_ROWS - len(self.rows)), self.columns)
 
     def row(self, dataset: str, file: str) -> dict:
-        cfg = self.check.config
-        return {"dataset": dataset, "file": file, "description": self.check.words, "expectation": cfg.type,
-                "column": cfg.kwargs.get("column") or cfg.kwargs.get("column_A") or "",
-                "success": self.unexpected == 0, "element_count": self.elements,
-                "unexpected_count": self.unexpected, "offending": "; ".join(self.rows)}
+        return {"dataset": dataset, "file": file, "description": self.check.words, "expectation": self.check.type,
+                "column": (self.check.columns or [""])[0], "success": self.unexpected == 0,
+                "element_count": self.elements, "unexpected_count": self.unexpected, "offending": "; ".join(self.rows)}
 
 
-def _judge(check: Check, frame: pa.Table, parts: int) -> list[tuple[pa.Table, pa.Table]]:
-    """One GX validation of `check` over `frame`, the rows of many parts (column `_part`, ascending), attributed
-    back: for each part, its rows and its offending ones (in frame order). An empty frame needs no GX."""
-    offending = np.zeros(frame.num_rows, dtype=bool)
-    if frame.num_rows:
-        result = _run(frame.drop_columns(["_part"]).to_pandas(), [check.expectation])[0]
-        offending[list(result.result.get("unexpected_index_list") or [])] = True
+def _confirm(check: Check, offending: pa.Table, files: list[str], found_by: str) -> None:
+    """One GX validation of `check` over the rows of many parts (column `_part`, an index into `files`) that DuckDB
+    found offending by `found_by` (shown in the error): GX must find every one offending. A check where DuckDB and GX
+    disagree stops the step rather than pass or fail a file on a translation. No offending row, no GX."""
+    if not offending.num_rows:
+        return
+    result = _run(offending.drop_columns(["_part"]).to_pandas(), [check.expectation()])[0]
+    agreed = np.zeros(offending.num_rows, dtype=bool)
+    agreed[list(result.result.get("unexpected_index_list") or [])] = True
+    if not agreed.all():
+        passed = offending.filter(pa.array(~agreed))
+        part = passed["_part"][0].as_py()
+        mine = passed.filter(pc.equal(passed["_part"], part)).drop_columns(["_part"])
+        raise RuntimeError(f"{files[part]}: DuckDB and GX disagree on {check.words} ({found_by}): {mine.to_pylist()}")
+
+
+def _by_part(frame: pa.Table, parts: int) -> list[pa.Table]:
+    """The rows of each part of `frame`, ordered by part (`_part`, 0 .. parts - 1)."""
+    if not frame.num_rows:   # the usual night: no conversion to NumPy, for which pyarrow imports pandas
+        return [frame] * parts
     bounds = np.searchsorted(frame["_part"].to_numpy(), np.arange(parts + 1))
-    return [(frame.slice(lo, hi - lo), frame.slice(lo, hi - lo).filter(pa.array(offending[lo:hi])))
-            for lo, hi in zip(bounds[:-1], bounds[1:])]
+    return [frame.slice(lo, hi - lo) for lo, hi in zip(bounds[:-1], bounds[1:])]
 
 
 def _row_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], parts: list[Part],
@@ -306,8 +324,7 @@ def _row_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], parts: list
     together: one query counts, per file, every check's offending rows (GX's semantics in SQL, `_unexpected_sql`;
     a check that the statistics of every file prove held is not counted); then, for each check failed somewhere,
     one query reads the first offending rows of each file that failed it, in file order, and one GX validation
-    judges them as it would have (it must find every one offending: a check where DuckDB and GX disagree stops the
-    step rather than pass or fail a file on a translation). An offending row is shown with its line, `key`, the
+    judges them as it would have (`_confirm`). An offending row is shown with its line, `key`, the
     checked column and the row's account and amount."""
     metadata = [pq.read_metadata(p.records) for p in parts]
     tallies = []
@@ -315,17 +332,17 @@ def _row_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], parts: list
         names = meta.schema.names
         context = [*key, *(c for c in names if ACCOUNT_COLUMN.search(c) and c != "account_hash"),
                    *(c for c in ("amount_fen",) if c in names)]
-        tallies.append([_Tally(c, list(dict.fromkeys([*key, *_kw_columns(c), *context]))) for c in checks])
+        tallies.append([_Tally(c, list(dict.fromkeys([*key, *c.columns, *context]))) for c in checks])
     alike: dict[tuple[str, ...], list[int]] = {}
     for i, meta in enumerate(metadata):
         alike.setdefault(tuple(meta.schema.names), []).append(i)
     for names, members in alike.items():
         schema = metadata[members[0]].schema.to_arrow_schema()
-        present = [j for j, c in enumerate(checks) if set(_kw_columns(c)) <= set(names)]
+        present = [j for j, c in enumerate(checks) if set(c.columns) <= set(names)]
         for i in members:
             for j in present:
                 tallies[i][j].elements += metadata[i].num_rows
-        scanned = [(j, _unexpected_sql(checks[j].expectation, schema)) for j in present
+        scanned = [(j, _unexpected_sql(checks[j], schema)) for j in present
                    if not all(_held_by_statistics(checks[j], metadata[i], schema) for i in members)]
         if not scanned:
             continue
@@ -343,10 +360,8 @@ def _row_checks(con: duckdb.DuckDBPyConnection, checks: list[Check], parts: list
                 f"SELECT file_index AS _part, {shown} FROM {_read_parquet([parts[i].records for i in failed])} "
                 f"WHERE {condition} QUALIFY row_number() OVER (PARTITION BY file_index ORDER BY file_row_number) "
                 f"<= {SHOW_ROWS} ORDER BY file_index, file_row_number").to_arrow_table()
-            for i, (mine, offending) in zip(failed, _judge(checks[j], rows, len(failed))):
-                if offending.num_rows != mine.num_rows:
-                    raise RuntimeError(f"{parts[i].file}: DuckDB and GX disagree on {checks[j].words} "
-                                       f"({condition}): {mine.drop_columns(['_part']).to_pylist()}")
+            _confirm(checks[j], rows, [parts[i].file for i in failed], condition)
+            for i, mine in zip(failed, _by_part(rows, len(failed))):
                 tallies[i][j].show(mine)
     return tallies
 
@@ -355,13 +370,13 @@ def _held_by_statistics(check: Check, metadata: pq.FileMetaData, schema: pa.Sche
     """Whether the file's Parquet statistics prove that no row offends `check`, so that it needs no scan:
     every row group's null count is 0 (not-null), or its min and max lie within the bounds (between, on integers and
     dates). Never on floats (a NaN, which GX counts as null, is in no statistic), nor without statistics."""
-    cfg = check.config
-    kwargs = cfg.kwargs
+    kwargs = check.kwargs
     kind = schema.field(kwargs["column"]).type
-    if cfg.type == "expect_column_values_to_not_be_null":
+    if check.type == "expect_column_values_to_not_be_null":
         if pa.types.is_floating(kind):
             return False
-    elif cfg.type != "expect_column_values_to_be_between" or not (pa.types.is_integer(kind) or pa.types.is_date(kind)):
+    elif check.type != "expect_column_values_to_be_between" or not (pa.types.is_integer(kind)
+                                                                    or pa.types.is_date(kind)):
         return False
     index = metadata.schema.names.index(kwargs["column"])
     low, high = kwargs.get("min_value"), kwargs.get("max_value")
@@ -369,7 +384,7 @@ def _held_by_statistics(check: Check, metadata: pq.FileMetaData, schema: pa.Sche
         stats = metadata.row_group(group).column(index).statistics
         if stats is None or not stats.has_null_count:
             return False
-        if cfg.type == "expect_column_values_to_not_be_null":
+        if check.type == "expect_column_values_to_not_be_null":
             if stats.null_count:
                 return False
         elif stats.null_count < metadata.row_group(group).num_rows:   # an all-null group has no min and max
@@ -382,44 +397,36 @@ def _held_by_statistics(check: Check, metadata: pq.FileMetaData, schema: pa.Sche
     return True
 
 
-def _unexpected_sql(expectation, schema: pa.Schema) -> str:
-    """The SQL condition under which GX (pandas) counts a row offending `expectation`: a null (or NaN) offends only
+def _unexpected_sql(check: Check, schema: pa.Schema) -> str:
+    """The SQL condition under which GX (pandas) counts a row offending `check`: a null (or NaN) offends only
     not-null; in-set, between and not-match-regex skip it. Only the types the suites build are known: another type,
     or an option not translated here (mostly, row_condition...), is refused."""
-    cfg = expectation.configuration
-    kwargs = {k: v for k, v in cfg.kwargs.items() if v is not None}
+    kwargs = {k: v for k, v in check.kwargs.items() if v is not None}
     column = kwargs.pop("column")
     name = f'"{column}"'
-    floating = pa.types.is_floating(schema.field(column).type)
+    column_type = schema.field(column).type
+    floating = pa.types.is_floating(column_type)
     present = f"({name} IS NOT NULL AND NOT isnan({name}))" if floating else f"{name} IS NOT NULL"
-    if cfg.type == "expect_column_values_to_not_be_null":
+    if check.type == "expect_column_values_to_not_be_null":
         condition = f"NOT {present}"
-    elif cfg.type == "expect_column_values_to_be_in_set":
+    elif check.type == "expect_column_values_to_be_in_set":
         allowed = ", ".join(_sql_literal(v) for v in kwargs.pop("value_set"))
         condition = f"{present} AND {name} NOT IN ({allowed})" if allowed else present
-    elif cfg.type == "expect_column_values_to_be_between":
+    elif check.type == "expect_column_values_to_be_between":
         low = ">" if kwargs.pop("strict_min", False) else ">="
         high = "<" if kwargs.pop("strict_max", False) else "<="
-        integer = pa.types.is_integer(schema.field(column).type)
-        bounds = [f"{name} {op} {_sql_literal(_integral(kwargs.pop(k)) if integer else kwargs.pop(k))}"
+        bounds = [f"{name} {op} {_sql_literal(kwargs.pop(k))}"
                   for op, k in ((low, "min_value"), (high, "max_value")) if k in kwargs] or ["true"]
         condition = f"{present} AND NOT ({' AND '.join(bounds)})"
-    elif cfg.type == "expect_column_values_to_not_match_regex":
-        kind = schema.field(column).type
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):  # GX matches str(value): 5.0 for 5
-            raise TypeError(f"{cfg.type} on {column}: only a string column is translated to SQL")
+    elif check.type == "expect_column_values_to_not_match_regex":
+        if not (pa.types.is_string(column_type) or pa.types.is_large_string(column_type)):  # GX matches str(value)
+            raise TypeError(f"{check.type} on {column}: only a string column is translated to SQL")
         condition = f"{present} AND regexp_matches({name}, {_sql_literal(_re2(kwargs.pop('regex')))})"
     else:
-        raise NotImplementedError(f"{cfg.type} has no SQL translation: add one to quality._unexpected_sql")
+        raise NotImplementedError(f"{check.type} has no SQL translation: add one to quality._unexpected_sql")
     if kwargs:
-        raise NotImplementedError(f"{cfg.type} on {column}: options {sorted(kwargs)} have no SQL translation")
+        raise NotImplementedError(f"{check.type} on {column}: options {sorted(kwargs)} have no SQL translation")
     return condition
-
-
-def _integral(bound: object) -> object:
-    """A float bound with an integral value below 2**53 as an int: an int column compared with it in float (GX) or
-    in integers gives the same verdict, and the integer comparison is cheaper (GX stores 1 as 1.0)."""
-    return int(bound) if isinstance(bound, float) and bound.is_integer() and abs(bound) < 2 ** 53 else bound
 
 
 def _sql_literal(value: object) -> str:
@@ -465,7 +472,6 @@ def _connect() -> duckdb.DuckDBPyConnection:
 def run_suite(suite: Suite, dataset: str, parts: list[Part], key: tuple[str, ...] = ()) -> list[list[dict]]:
     """Validate `parts`, datasets of one layout, with `suite`, together: for each part, one result row per check
     (row checks on its readable records, then its keys and control totals over readable + quarantined ones)."""
-    import great_expectations.expectations as gxe
     con = _connect()
     try:
         tallies = _row_checks(con, suite.rows, parts, key) if suite.rows else [[] for _ in parts]
@@ -478,18 +484,18 @@ def run_suite(suite: Suite, dataset: str, parts: list[Part], key: tuple[str, ...
                     f"FROM {_read_parquet([path for _, path in files])}")
         if suite.unique:
             cols = ", ".join(suite.unique)
-            check = Check(f"key ({cols}) unique", gxe.ExpectColumnValuesToBeBetween(column="occurrences",
-                                                                                   max_value=1))
+            check = Check(f"key ({cols}) unique", "expect_column_values_to_be_between",
+                          {"column": "occurrences", "max_value": 1})
             totals = np.zeros(len(parts), dtype=np.int64)
             for i, n in con.sql("SELECT _part, count(*) FROM detail GROUP BY _part").fetchall():
                 totals[i] = n
             repeated, dup = _repeated_keys(con, suite.unique, len(parts))
-            for i, (_, offending) in enumerate(_judge(check, dup, len(parts))):
+            _confirm(check, dup, [p.file for p in parts], "count(*) > 1 grouped by key")
+            for i, offending in enumerate(_by_part(dup, len(parts))):
                 tally = _Tally(check, [*suite.unique, "occurrences"])
-                tally.unexpected = offending.num_rows
+                tally.elements, tally.unexpected = int(totals[i]), int(repeated[i])
                 tally.show(offending)
-                rows[i].append(tally.row(dataset, parts[i].file) | {
-                    "element_count": int(totals[i]), "column": cols, "unexpected_count": int(repeated[i])})
+                rows[i].append(tally.row(dataset, parts[i].file) | {"column": cols})
         if suite.controls:
             _control_totals(con, suite.controls, dataset, parts, rows)
     finally:
@@ -499,9 +505,8 @@ def run_suite(suite: Suite, dataset: str, parts: list[Part], key: tuple[str, ...
 
 def _control_totals(con: duckdb.DuckDBPyConnection, controls: list[tuple[str, str, str]], dataset: str,
                     parts: list[Part], rows: list[list[dict]]) -> None:
-    """Append to each part's `rows` its control totals: computed in one query grouped by part, judged by one GX
-    validation over all parts' (control, declared, computed) rows."""
-    import great_expectations.expectations as gxe
+    """Append to each part's `rows` its control totals: computed in one query grouped by part; those off judged by
+    one GX validation over all parts' (control, declared, computed) rows."""
     owners = [(i, j) for i, part in enumerate(parts) for j, (_, name, _) in enumerate(controls)
               if name in part.declared]
     if not owners:
@@ -510,14 +515,19 @@ def _control_totals(con: duckdb.DuckDBPyConnection, controls: list[tuple[str, st
         f"SELECT _part, {', '.join(sql for *_, sql in controls)} FROM detail GROUP BY _part").fetchall()}
     frame = [{"_part": n, "control": controls[j][0], "declared": parts[i].declared[controls[j][1]],
               "computed": int(computed[i][j]) if i in computed else 0} for n, (i, j) in enumerate(owners)]
-    equal = gxe.ExpectColumnPairValuesToBeEqual(column_A="declared", column_B="computed")
-    checks = [Check(f"control total: {words}", equal) for words, *_ in controls]
-    table = pa.Table.from_pylist(frame, schema=pa.schema([("_part", pa.int64()), ("control", pa.string()),
-                                                         ("declared", pa.int64()), ("computed", pa.int64())]))
-    for (i, j), (row, offending) in zip(owners, _judge(Check("control totals", equal), table, len(owners))):
+    equal, pair = "expect_column_pair_values_to_be_equal", {"column_A": "declared", "column_B": "computed"}
+    checks = [Check(f"control total: {words}", equal, pair) for words, *_ in controls]
+    off = [r["declared"] != r["computed"] for r in frame]
+    if any(off):   # Arrow only then: pyarrow imports pandas (~0.9 CPU s) to convert Python values
+        table = pa.Table.from_pylist(frame, schema=pa.schema([("_part", pa.int64()), ("control", pa.string()),
+                                                             ("declared", pa.int64()), ("computed", pa.int64())]))
+        _confirm(Check("control totals", equal, pair), table.filter(pa.array(off)),
+                 [parts[i].file for i, _ in owners], "declared <> computed")
+    for n, (i, j) in enumerate(owners):
         tally = _Tally(checks[j], ["control", "declared", "computed"])
-        tally.elements, tally.unexpected = row.num_rows, offending.num_rows
-        tally.show(offending)
+        tally.elements, tally.unexpected = 1, int(off[n])
+        if off[n]:
+            tally.show(table.slice(n, 1))
         rows[i].append(tally.row(dataset, parts[i].file))
 
 
@@ -532,9 +542,11 @@ def _repeated_keys(con: duckdb.DuckDBPyConnection, key: tuple[str, ...], parts: 
     hashes = con.sql(f"SELECT hash(_part, {cols}) AS h FROM detail").fetchnumpy()["h"]
     hashes.sort()
     clashing = np.unique(hashes[1:][hashes[1:] == hashes[:-1]])
-    con.register("clashing", pa.table({"h": clashing}))
     line = "min(_line) AS first_line, " if "_line" in con.sql("SELECT * FROM detail").columns else ""
-    where = f"hash(_part, {cols}) IN (SELECT h FROM clashing)" if len(clashing) else "false"
+    where = "false"
+    if len(clashing):   # registered only then: pyarrow imports pandas (~0.9 CPU s) to convert the array
+        con.register("clashing", pa.table({"h": clashing}))
+        where = f"hash(_part, {cols}) IN (SELECT h FROM clashing)"
     con.execute(f"CREATE TEMP TABLE repeated AS SELECT _part, {cols}, {line}CAST(count(*) AS BIGINT) AS occurrences "
                 f"FROM detail WHERE {where} GROUP BY ALL HAVING count(*) > 1")
     repeated = np.zeros(parts, dtype=np.int64)
@@ -543,11 +555,6 @@ def _repeated_keys(con: duckdb.DuckDBPyConnection, key: tuple[str, ...], parts: 
     dup = con.sql(f"SELECT * FROM repeated QUALIFY row_number() OVER (PARTITION BY _part ORDER BY occurrences DESC, "
                   f"{cols}) <= 1000 ORDER BY _part, occurrences DESC, {cols}").to_arrow_table()
     return repeated, dup
-
-
-def _kw_columns(check: Check) -> list[str]:
-    kw = check.config.kwargs
-    return [kw[k] for k in ("column", "column_A", "column_B") if k in kw]
 
 
 # --- the step ---------------------------------------------------------------------------------------------
@@ -618,7 +625,7 @@ def _journal_rows(ledger: Path, date: dt.date) -> list[dict]:
     memo = ledger.with_name(f"{ledger.stem}.validation.json")
     before = ledger.stat()
     digest = hashlib.sha256(Path(__file__).read_bytes())
-    digest.update(json.dumps([[c.words, c.expectation.configuration.to_json_dict()] for c in suite.rows] +
+    digest.update(json.dumps([[c.words, c.type, c.kwargs] for c in suite.rows] +
                              [list(suite.unique)], sort_keys=True, default=str).encode())
     with ledger.open("rb") as f:
         identity = hashlib.file_digest(f, lambda: digest).hexdigest()
@@ -637,8 +644,12 @@ def _journal_rows(ledger: Path, date: dt.date) -> list[dict]:
 
 
 def validation_table(rows: list[dict], channel: str, date: dt.date) -> pa.Table:
-    schema = pa.schema([("channel", pa.string()), ("business_date", pa.date32()), ("dataset", pa.string()),
-                        ("file", pa.string()), ("description", pa.string()), ("expectation", pa.string()),
-                        ("column", pa.string()), ("success", pa.bool_()), ("element_count", pa.int64()),
-                        ("unexpected_count", pa.int64()), ("offending", pa.string())])
-    return pa.Table.from_pylist([{"channel": channel, "business_date": date} | r for r in rows], schema=schema)
+    """The `validation` table of (channel, date): one row per check of a dataset. Made by DuckDB from the rows'
+    columns, because pyarrow imports pandas (~0.9 CPU s a process) to convert Python values."""
+    sql_types = {pa.string(): "VARCHAR", pa.bool_(): "BOOLEAN", pa.int64(): "BIGINT"}
+    fields = list(VALIDATION_SCHEMA)[2:]   # after channel and business_date, the same on every row
+    columns = ", ".join(f'unnest(?::{sql_types[f.type]}[]) AS "{f.name}"' for f in fields)
+    with duckdb.connect() as con:
+        return con.sql(f"SELECT ?::VARCHAR AS channel, ?::DATE AS business_date, {columns}",
+                       params=[channel, date, *([r[f.name] for r in rows] for f in fields)]
+                       ).to_arrow_table().cast(VALIDATION_SCHEMA)
