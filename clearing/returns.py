@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import duckdb
@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from formats import registry
 from formats.errors import FileRejected, Terminal
 from formats.flag import write_flag
-from formats.result import ReadResult, empty_quarantine
+from formats.result import OutFile, ReadResult, empty_quarantine
 from formats.specs.housing_fund import bdc_res
 from formats.specs.payroll import common as payroll
 from formats.specs.tips import cfx
@@ -232,12 +232,12 @@ def _lines(batches: list[InboundBatch]) -> duckdb.DuckDBPyConnection:
 
 
 def _each_answered(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, codes: tuple[dict, dict],
-                   details_sql: str, split: tuple[str, str, str], write, *, params: list | None = None,
+                   details_sql: str, split: tuple[str, str, str], plan, *, params: list | None = None,
                    tables: dict[str, pa.Table] | None = None) -> dict[str, Path | BatchHeld]:
     """The returns of `batches` (one layout, none rejected whole) from one set of queries: `answers` of them all;
     `details_sql` over `answer` (with `reason_map` and `code_text` made from `codes`, and `tables`) selects
     `_file` and the return's detail fields, ordered by `_file, _line`; then for each batch not held,
-    `write(batch, its details, its split)` gives the path of its return. `split` = (code column, success code,
+    `plan(batch, its split)` gives its return (layout and file), and the returns of a layout are written together. `split` = (code column, success code,
     amount column) makes the split: (success count, success amount, failure count, failure amount)."""
     if not batches:
         return {}
@@ -252,9 +252,23 @@ def _each_answered(batches: list[InboundBatch], results: pa.Table, journal: pa.T
         con.close()
     splits = _splits(details, *split)
     at = runs(details["_file"])
-    details = details.drop_columns(["_file"])
-    return held | {b.file: write(b, details.slice(*at.get(b.file, (0, 0))), splits.get(b.file, (0, 0, 0, 0)))
-                   for b in batches if b.file not in held}
+    planned = {b.file: plan(b, splits.get(b.file, (0, 0, 0, 0))) for b in batches if b.file not in held}
+    return held | _write_returns(details.drop_columns(["_file"]), {
+        file: (layout, replace(out, offset=at.get(file, (0, 0))[0], length=at.get(file, (0, 0))[1]))
+        for file, (layout, out) in planned.items()})
+
+
+def _write_returns(details: pa.Table, planned: dict[str, tuple[str, OutFile]]) -> dict[str, Path]:
+    """Per batch file, its return (layout, file: its rows a slice of `details`): the returns of each layout written
+    in one `registry.write_files`, then each one's flag; per batch file, the return's path."""
+    by_layout: dict[str, list[OutFile]] = {}
+    for layout, out in planned.values():
+        by_layout.setdefault(layout, []).append(out)
+    for layout, files in by_layout.items():
+        registry.write_files(layout, details, files)
+    for _, out in planned.values():
+        write_flag(out.path, out.length)
+    return {file: out.path for file, (_, out) in planned.items()}
 
 
 def runs(sorted_names: pa.ChunkedArray) -> dict[str, tuple[int, int]]:
@@ -285,13 +299,6 @@ def _quarantine_text(width_bytes: int | None = None) -> str:
     return f"'{QUARANTINE_TEXT}: ' || coalesce(reason, quarantine_field, '')"
 
 
-def _finish(path: Path, layout: str, records: pa.Table, header: dict | None = None,
-            trailer: dict | None = None, **options) -> Path:
-    registry.write(path, layout, records, header, trailer, **options)
-    write_flag(path, records.num_rows)
-    return path
-
-
 def _answer_name(file: str, pattern: str, answer: str) -> str:
     """The return's name from the inbound file's name (the specs name one from the other)."""
     if not re.fullmatch(pattern, file):
@@ -307,7 +314,7 @@ def _next_day(date: dt.date) -> dt.date:
 
 def utility_hp(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
                out_dir: Path) -> dict[str, Path | BatchHeld]:
-    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+    def plan(batch: InboundBatch, split: tuple[int, int, int, int]) -> tuple[str, OutFile]:
         h = batch.header
         header = {"record_type": "H", "utility_code": h["utility_code"], "biz_type": h["biz_type"],
                   "batch_no": h["batch_no"], "batch_date": h["batch_date"], "record_count": h["record_count"],
@@ -315,7 +322,7 @@ def utility_hp(batches: list[InboundBatch], results: pa.Table, journal: pa.Table
                   "success_amount_fen": split[1], "fail_count": split[2], "fail_amount_fen": split[3],
                   "process_date": _next_day(date), "filler": ""}
         name = _answer_name(batch.file, r"DK_(\w{8}_\d{8}_\d\d\.txt)", r"HP_\1")  # NN equals the DK file's
-        return _finish(out_dir / name, "utility.hp", details, header)
+        return "utility.hp", OutFile(out_dir / name, header=header)
 
     return _each_answered(batches, results, journal, (hp.REASON_TO_RESULT, hp.RESULT_CODES), f"""
         WITH a AS (SELECT *, {_answer_code(hp.SUCCESS, '9999')} AS result_code FROM answer)
@@ -325,7 +332,7 @@ def utility_hp(batches: list[InboundBatch], results: pa.Table, journal: pa.Table
                CASE WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text(40)}
                     ELSE (SELECT text FROM code_text t WHERE t.code = result_code) END AS result_msg,
                CASE WHEN result_code = '{hp.SUCCESS}' THEN journal_no ELSE '' END AS journal_no
-        FROM a ORDER BY _file, _line""", ("result_code", hp.SUCCESS, "amount_fen"), write)
+        FROM a ORDER BY _file, _line""", ("result_code", hp.SUCCESS, "amount_fen"), plan)
 
 
 def _splits(details: pa.Table, code: str, success: str, amount: str) -> dict[str, tuple[int, int, int, int]]:
@@ -356,7 +363,7 @@ def housing_fund_res(batches: list[InboundBatch], results: pa.Table, journal: pa
         schema=pa.schema([("_file", pa.string()), ("centre_acct", pa.string()), ("centre_name", pa.string()),
                           ("item_pays", pa.bool_())]))
 
-    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+    def plan(batch: InboundBatch, split: tuple[int, int, int, int]) -> tuple[str, OutFile]:
         h = batch.header
         batch_no = h["batch_no"]
         summary = {"date": _next_day(date), "unit_no": batch_no[:15], "batch_no": batch_no, "tx_code": h["tx_code"],
@@ -364,7 +371,7 @@ def housing_fund_res(batches: list[InboundBatch], results: pa.Table, journal: pa
                    "total_amount": h["total_amount"], "succ_count": split[0], "succ_amount": split[1],
                    "fail_count": split[2], "fail_amount": split[3], "summary": h.get("summary") or ""}
         name = _answer_name(batch.file, r"BDC_BAT_(\d+\.DAT)", r"BDC_RES_\1")
-        return _finish(out_dir / name, "housing_fund.bdc_res", details, summary)
+        return "housing_fund.bdc_res", OutFile(out_dir / name, header=summary)
 
     item = ("coalesce(acct_no, '')", "coalesce(acct_name, '')")
     return _each_answered(batches, results, journal, (bdc_res.REASON_TO_RESP, bdc_res.RESP_CODES), f"""
@@ -381,7 +388,7 @@ def housing_fund_res(batches: list[InboundBatch], results: pa.Table, journal: pa
                CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN acct_date END AS host_date,
                CASE WHEN resp_code = '{bdc_res.SUCCESS}' THEN journal_no ELSE '' END AS host_journal_no,
                coalesce(fund_txn_no, '') AS receipt_no, '' AS bank_ext
-        FROM a ORDER BY _file, _line""", ("resp_code", bdc_res.SUCCESS, "amount"), write, tables={"centres": centres})
+        FROM a ORDER BY _file, _line""", ("resp_code", bdc_res.SUCCESS, "amount"), plan, tables={"centres": centres})
 
 
 # --- TIPS: 2102 -----------------------------------------------------------------------------------------------
@@ -392,7 +399,7 @@ PACK_REJECTED_TEXT = "批量包校验失败: "
 
 def tips_2102(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
               out_dir: Path) -> dict[str, Path | BatchHeld]:
-    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+    def plan(batch: InboundBatch, split: tuple[int, int, int, int]) -> tuple[str, OutFile]:
         h = batch.header
         if batch.rejected:
             result, add_word = cfx.PACK_REJECTED, PACK_REJECTED_TEXT + batch.rejected
@@ -406,7 +413,7 @@ def tips_2102(batches: list[InboundBatch], results: pa.Table, journal: pa.Table,
                   "AllNum": h["AllNum"], "AllAmt": h["AllAmt"], "SuccNum": split[0], "SuccAmt": split[1],
                   "Result": result, "AddWord": add_word}
         name = f"TIPS_2102_{h['TaxOrgCode']}_{h['EntrustDate']:%Y%m%d}_{h['PackNo']}.xml"
-        return _finish(out_dir / name, "tips.2102", details, header, encoding=batch.encoding)
+        return "tips.2102", OutFile(out_dir / name, header=header, options={"encoding": batch.encoding})
 
     sent: dict[str, Path | BatchHeld] = {}
     for batch in (b for b in batches if b.rejected):
@@ -416,13 +423,13 @@ def tips_2102(batches: list[InboundBatch], results: pa.Table, journal: pa.Table,
         except BatchHeld as e:
             sent[batch.file] = e
             continue
-        sent[batch.file] = write(batch, _empty_returns(), (0, 0, 0, 0))
+        sent |= _write_returns(_empty_returns(), {batch.file: plan(batch, (0, 0, 0, 0))})
     return sent | _each_answered([b for b in batches if not b.rejected], results, journal,
                                  (cfx.REASON_TO_RESULT, cfx.RESULTS), f"""
         WITH a AS (SELECT *, {_answer_code(cfx.PACK_PROCESSED, cfx.PACK_REJECTED)} AS result FROM answer)
         SELECT _file, TraNo AS OriTraNo, TraAmt, coalesce(TaxVouNo, '') AS TaxVouNo, coalesce(acct_date, ?) AS TaxDate,
                result AS Result, (SELECT text FROM code_text t WHERE t.code = result) AS AddWord
-        FROM a ORDER BY _file, _line""", ("Result", cfx.PACK_PROCESSED, "TraAmt"), write, params=[date])
+        FROM a ORDER BY _file, _line""", ("Result", cfx.PACK_PROCESSED, "TraAmt"), plan, params=[date])
 
 
 def _empty_returns() -> pa.Table:
@@ -453,13 +460,14 @@ PAYROLL_FIELDS = "seq_no, account_no, account_name, amount_fen, coalesce(remark,
 
 def payroll_result(batches: list[InboundBatch], results: pa.Table, journal: pa.Table, date: dt.date,
                    out_dir: Path) -> dict[str, Path | BatchHeld]:
-    def write(batch: InboundBatch, details: pa.Table, split: tuple[int, int, int, int]) -> Path:
+    def plan(batch: InboundBatch, split: tuple[int, int, int, int]) -> tuple[str, OutFile]:
         trailer = {"label": "合计", "success_count": split[0], "success_amount_fen": split[1],
                    "fail_count": split[2], "fail_amount_fen": split[3]}
         path = out_dir / _answer_name(batch.file, r"(DF_\w{10}_\d{8}_\d\d)\.(xlsx|csv)", r"\1_RESULT.\2")
         if batch.layout == "payroll.batch_xlsx":
-            return _finish(path, "payroll.result_xlsx", details, batch.header, trailer, business_date=date)
-        return _finish(path, "payroll.result_csv", details, batch.header, trailer)
+            return "payroll.result_xlsx", OutFile(path, header=batch.header, trailer=trailer,
+                                                  options={"business_date": date})
+        return "payroll.result_csv", OutFile(path, header=batch.header, trailer=trailer)
 
     split = ("result", payroll.SUCCESS, "amount_fen")
     sent: dict[str, Path | BatchHeld] = {}
@@ -476,8 +484,9 @@ def payroll_result(batches: list[InboundBatch], results: pa.Table, journal: pa.T
                               params=[payroll.FAILURE, payroll.BATCH_CHECK_FAILED + batch.rejected]).to_arrow_table()
         finally:
             con.close()
-        sent[batch.file] = write(batch, details.drop_columns(["_file"]),
-                                 _splits(details, *split).get(batch.file, (0, 0, 0, 0)))
+        layout, out = plan(batch, _splits(details, *split).get(batch.file, (0, 0, 0, 0)))
+        sent |= _write_returns(details.drop_columns(["_file"]),
+                               {batch.file: (layout, replace(out, length=details.num_rows))})
     codes = ({code: code for code in payroll.REASON_TEXTS}, payroll.REASON_TEXTS)
     return sent | _each_answered([b for b in batches if not b.rejected], results, journal, codes, f"""
         WITH a AS (SELECT *, {_answer_code('OK', 'E999')} AS code FROM answer)
@@ -485,7 +494,7 @@ def payroll_result(batches: list[InboundBatch], results: pa.Table, journal: pa.T
                CASE WHEN code = 'OK' THEN ''
                     WHEN quarantined OR outcome = 'QUARANTINED' THEN {_quarantine_text()}
                     ELSE (SELECT text FROM code_text t WHERE t.code = a.code) END AS fail_reason
-        FROM a ORDER BY _file, _line""", split, write, params=[payroll.SUCCESS, payroll.FAILURE])
+        FROM a ORDER BY _file, _line""", split, plan, params=[payroll.SUCCESS, payroll.FAILURE])
 
 
 BUILDERS = {

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 from formats import delimited, excel, fixed_width, xml
 from formats.flag import Flag
 from formats.layout import FileLayout
-from formats.result import ReadResult
+from formats.result import OutFile, ReadResult
 from formats.specs.housing_fund import bdc_bat, bdc_res
 from formats.specs.ledger import entries, journal
 from formats.specs.payroll import batch_csv, batch_xlsx, result_csv, result_xlsx
@@ -86,3 +86,17 @@ def write(path: Path, layout_name: str, records: pa.Table, header: dict | None =
     layout = get(layout_name)
     return ENGINES[layout.framing].write(Path(path), layout, records, header, trailer, **options)
 
+
+
+def write_files(layout_name: str, records: pa.Table, files: list[OutFile]) -> None:
+    """Write many files of one layout (a night's returns: thousands of batches of a hundred rows) whose detail rows
+    are consecutive slices of `records`, each as `write` would. An engine with its own `write_files` renders all
+    the rows in one pass (per file the cost of a few Arrow calls is far above that of its rows); otherwise one
+    `write` a file."""
+    layout = get(layout_name)
+    engine = ENGINES[layout.framing]
+    if hasattr(engine, "write_files"):
+        engine.write_files(layout, records, files)
+        return
+    for f in files:
+        engine.write(Path(f.path), layout, records.slice(f.offset, f.length), f.header, f.trailer, **f.options)

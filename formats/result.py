@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -54,6 +55,18 @@ def quarantine_table(layout: FileLayout, rows: list[tuple], typed: pa.Table | No
         else:
             cols[f.name] = pa.nulls(len(rows), f.type.arrow_type)
     return pa.table(cols, schema=empty.schema)
+
+
+@dataclass(frozen=True)
+class OutFile:
+    """One file of a `registry.write_files` call: its detail rows are `records.slice(offset, length)` of the
+    call's table, with its own header and trailer values and engine options (`encoding=`, `business_date=`)."""
+    path: Path
+    offset: int = 0
+    length: int = 0
+    header: dict | None = None
+    trailer: dict | None = None
+    options: dict = field(default_factory=dict)
 
 
 @dataclass
