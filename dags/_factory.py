@@ -3,7 +3,8 @@ channel's nightly DAG out.
 
 The chain is data: `CHAIN` lists the steps of `duizhang.pipeline` in order, each with what it is called with and
 whether it retries. A step added to the pipeline is one line here. Before the chain, a sensor waits for the
-counterparty's files; `parse_file` is mapped, one task per fetched file.
+counterparty's files; `parse_files` is mapped, one task per parse group of the fetched files (at most 250 files and
+512 MB a group: `pipeline.parse_groups`).
 """
 from __future__ import annotations
 
@@ -47,14 +48,14 @@ class Step:
     """What it is called with, in order (see `_argument`)."""
     retry: str | None
     """`network`, `lock` or None: a key of RETRIES (terminal errors never retry)."""
-    per_file: bool = False
-    """Mapped: one task per file that `fetch` returned."""
+    per_group: bool = False
+    """Mapped: one task per parse group (a list of file names) that `fetch` returned."""
     module: str = "duizhang.pipeline"
 
 
 CHAIN = (
     Step("fetch", ("channel", "date", "source", "wd"), "network"),
-    Step("parse_file", ("channel", "date", "wd", "name"), "lock", per_file=True),
+    Step("parse_files", ("channel", "date", "wd", "names"), "lock", per_group=True),
     Step("write_manifest", ("channel", "date", "wd"), "lock"),
     Step("load_ledger", ("date", "ledger", "wd"), "network"),
     Step("match", ("channel", "date", "wd"), "lock"),
@@ -67,9 +68,9 @@ CHAIN = (
 )
 
 
-def _argument(arg: str, channel: str, context, name: str | None):
+def _argument(arg: str, channel: str, context, names: list[str] | None):
     return {"channel": lambda: channel, "date": lambda: business_date(context), "source": lambda: source(channel),
-            "ledger": ledger, "wd": workdir, "name": lambda: name}[arg]()
+            "ledger": ledger, "wd": workdir, "names": lambda: names}[arg]()
 
 
 def timetable(channel: str) -> dict:
@@ -100,7 +101,7 @@ def build(channel: str):
         tasks, fetched = [wait], None
         for step in CHAIN:
             task_fn = _step_task(channel, step)
-            tasks.append(task_fn.expand(name=fetched) if step.per_file else task_fn())
+            tasks.append(task_fn.expand(names=fetched) if step.per_group else task_fn())
             if step.name == "fetch":
                 fetched = tasks[-1]
         chain(*tasks)
@@ -112,10 +113,10 @@ def _step_task(channel: str, step: Step):
     outlets = {"load_ledger": [LEDGER_ASSET], "report": [results_asset(channel)]}.get(step.name, [])
 
     @task(task_id=step.name, outlets=outlets, **RETRIES[step.retry])
-    def run(name: str | None = None, **context):
+    def run(names: list[str] | None = None, **context):
         date = business_date(context)
         function = getattr(importlib.import_module(step.module), step.name)
-        result = run_step(function, *(_argument(a, channel, context, name) for a in step.args))
+        result = run_step(function, *(_argument(a, channel, context, names) for a in step.args))
         return _publish(step.name, channel, date, result, context)
 
     return run
@@ -124,10 +125,14 @@ def _step_task(channel: str, step: Step):
 def _publish(step: str, channel: str, date: dt.date, result, context):
     """What a step leaves for the next tasks (XCom), the asset events and the operator's log line."""
     if step == "fetch":
-        # the files that count (latest version, latest resend): one parse task each
-        names = [f["name"] for f in pipeline().current_files(workdir(), channel, date)]
-        print(f"{channel} {date}: files to parse: {', '.join(names)}")
-        return names
+        # the files that count (latest version, latest resend), in groups: one parse task each
+        groups = pipeline().parse_groups(channel, date, workdir())
+        print(f"{channel} {date}: {sum(map(len, groups))} file(s) to parse in {len(groups)} task(s): "
+              f"{'; '.join(', '.join(g) for g in groups)}")
+        return groups
+    if step == "parse_files":   # per file the same lines are in the log; the XCom stays small
+        return {"files": len(result), "records": sum(f["records"] for f in result),
+                "quarantined": sum(f["quarantined"] for f in result)}
     if step == "load_ledger":
         context["outlet_events"][LEDGER_ASSET].extra = {"business_date": date.isoformat(), "path": str(result)}
         return str(result)

@@ -224,37 +224,55 @@ def current_files(wd: Workdir, channel: str, date: dt.date) -> list[dict]:
 # --- 2. parse ---------------------------------------------------------------------------------------------
 
 
+PARSE_GROUP_FILES = 250
+PARSE_GROUP_BYTES = 512 << 20
+"""Under Airflow the files of T are parsed in groups of at most so many files and bytes, one task each: a task
+per file would start a thousand task processes (seconds each) for a night of a thousand small batches. A file
+larger than the bytes (UnionPay's 5 GB ACOMN) is a group of its own."""
+
+
 def parse(channel: str, date: dt.date, wd: Workdir) -> dict:
     """Read every current file of T into Parquet with its quarantine, then write the channel's manifest."""
-    files = current_files(wd, channel, date)
-    if not files:
-        raise NothingToReconcile(f"{channel} {date}: no file registered; run the fetch step first")
-    statuses: list[tuple] = []
-    try:
-        for f in files:   # the registry read once (per file it was quadratic in a night of thousands of batches)
-            _parse_current(channel, date, wd, f, statuses)
-    finally:   # one registry transaction for the night's files, also when a file stops the channel
-        _set_status(wd, statuses)
+    parse_files(channel, date, wd, [f["name"] for f in current_files(wd, channel, date)])
     return write_manifest(channel, date, wd)
 
 
-def parse_file(channel: str, date: dt.date, wd: Workdir, name: str) -> dict:
-    """Read the current version of one file of T into Parquet, its quarantine and `{name}.v{N}.json`.
+def parse_groups(channel: str, date: dt.date, wd: Workdir) -> list[list[str]]:
+    """The names of the current files of T in parse groups (PARSE_GROUP_FILES, PARSE_GROUP_BYTES), in name order."""
+    groups: list[list[str]] = []
+    size = 0
+    for f in current_files(wd, channel, date):
+        full = groups and (len(groups[-1]) == PARSE_GROUP_FILES or size + f["size"] > PARSE_GROUP_BYTES)
+        if not groups or full:
+            groups.append([])
+            size = 0
+        groups[-1].append(f["name"])
+        size += f["size"]
+    return groups
 
-    One task per file under Airflow (dynamic task mapping); a rejected file raises FileRejected and the channel
-    stops at `write_manifest`, which finds no result for it."""
-    f = next((f for f in current_files(wd, channel, date) if f["name"] == name), None)
-    if f is None:
-        raise NothingToReconcile(f"{channel} {date}: {name} is not a current file of this date; run the fetch step")
+
+def parse_files(channel: str, date: dt.date, wd: Workdir, names: list[str]) -> list[dict]:
+    """Read the current version of each named file of T into Parquet, its quarantine and `{name}.v{N}.json`; per
+    file what was read.
+
+    One task per parse group under Airflow (dynamic task mapping). A rejected file raises FileRejected once the
+    registry has the statuses of the files read before it; the channel stops at `write_manifest`, which finds no
+    result for it."""
+    current = {f["name"]: f for f in current_files(wd, channel, date)}
+    if not names:
+        raise NothingToReconcile(f"{channel} {date}: no file registered; run the fetch step first")
+    if unknown := [n for n in names if n not in current]:
+        raise NothingToReconcile(f"{channel} {date}: {', '.join(unknown)} is not a current file of this date; "
+                                 "run the fetch step")
     statuses: list[tuple] = []
-    try:
-        return _parse_current(channel, date, wd, f, statuses)
-    finally:
+    try:   # the registry read once (per file it was quadratic in a night of thousands of batches)
+        return [_parse_current(channel, date, wd, current[name], statuses) for name in names]
+    finally:   # one registry transaction for the files, also when a file stops the channel
         _set_status(wd, statuses)
 
 
 def _parse_current(channel: str, date: dt.date, wd: Workdir, f: dict, statuses: list[tuple]) -> dict:
-    """`parse_file` of `f`, a row of `current_files`; its registry status is appended to `statuses` (the caller
+    """`parse_files` of `f`, a row of `current_files`; its registry status is appended to `statuses` (the caller
     writes them)."""
     kind, _ = CHANNEL_FILES[channel].kind_matching(f["name"], date)
     out_dir = wd.parsed(channel, date)

@@ -192,3 +192,23 @@ def test_reruns_are_byte_identical_and_t_after_t1_unchanged(nights, tmp_path, ch
     run(wd, channel, T2)
     assert fingerprint(wd) == after_t2
     assert {k: v for k, v in fingerprint(wd).items() if k in first_t1} == first_t1
+
+
+def test_parse_groups_cover_every_file_once_and_give_the_manifest_of_parse(tmp_path, monkeypatch):
+    wd = Workdir(tmp_path / "work")
+    pipeline.fetch("utility", T1, str(account("utility", tmp_path)), wd)
+    names = [f["name"] for f in pipeline.current_files(wd, "utility", T1)]
+    assert len(names) >= 2 and pipeline.parse_groups("utility", T1, wd) == [names]
+    monkeypatch.setattr(pipeline, "PARSE_GROUP_FILES", 1)
+    groups = pipeline.parse_groups("utility", T1, wd)
+    assert groups == [[n] for n in names]
+    monkeypatch.setattr(pipeline, "PARSE_GROUP_FILES", 250)
+    monkeypatch.setattr(pipeline, "PARSE_GROUP_BYTES", 1)   # every file larger than a group: a group of its own
+    assert pipeline.parse_groups("utility", T1, wd) == groups
+
+    parsed = [f for g in groups for f in pipeline.parse_files("utility", T1, wd, g)]
+    assert [f["name"] for f in parsed] == names
+    by_groups = pipeline.write_manifest("utility", T1, wd)
+    assert pipeline.parse("utility", T1, wd) == by_groups
+    with pytest.raises(pipeline.NothingToReconcile, match="not a current file"):
+        pipeline.parse_files("utility", T1, wd, ["DK_NOSUCH00_20261121_01.txt"])

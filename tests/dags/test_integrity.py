@@ -39,7 +39,7 @@ def test_dagbag_imports_cleanly(tmp_path):
     assert report["errors"] == {}
     assert set(report["dags"]) == set(CHANNEL_FILES)
     for channel in CHANNEL_FILES:
-        assert report["dags"][channel] == sorted(["wait_for_files", "fetch", "parse_file", "write_manifest",
+        assert report["dags"][channel] == sorted(["wait_for_files", "fetch", "parse_files", "write_manifest",
                                                   "load_ledger", "match", "validate", "answer", "clear", "deliver",
                                                   "report"])
         # Tasks touching the network or a lock retry (transient errors); terminal errors fail at once whatever the
@@ -63,7 +63,7 @@ def test_schedules_come_from_the_timetable_and_files_are_mapped(tmp_path):
     assert report["schedules"]["cnaps2"] == "30 2 * * *"
     assert report["schedules"]["tips"] == "30 7 * * *"
     for channel, mapped in report["mapped"].items():
-        assert mapped == ["parse_file"], channel
+        assert mapped == ["parse_files"], channel
         assert report["sensor_mode"][channel] == "reschedule"
         assert report["outlets"][channel] == {"load_ledger": ["duizhang://ledger/core_journal"],
                                               "report": [f"duizhang://warehouse/recon_result/{channel}"]}

@@ -72,13 +72,13 @@ def test_a_failed_task_cleared_through_the_api_reruns_to_identical_outputs(airfl
     states = cluster.task_states(DAG, run_id)
     assert states["load_ledger"] == "failed"
     assert states["match"] == states["report"] == "upstream_failed"
-    assert states["fetch"] == states["parse_file[0]"] == "success"
+    assert states["fetch"] == states["parse_files[0]"] == "success"
     failed = next(ti for ti in cluster.task_instances(DAG, run_id) if ti["task_id"] == "load_ledger")
     assert failed["try_number"] == 1, "a terminal error must not be retried"
     log = cluster.task_log(DAG, run_id, "load_ledger")
     assert "CORE_JOURNAL_20261121.csv" in log and "retrying will not help" in log
     # Task logs say which file and how many records.
-    parse_log = cluster.task_log(DAG, run_id, "parse_file", map_index=0)
+    parse_log = cluster.task_log(DAG, run_id, "parse_files", map_index=0)
     assert "parsed IND26112101ACOMN v1: 18 records, 1 quarantined" in parse_log, parse_log[-2000:]
     # The operator's alert names the task and the fault.
     alerts = control_rows(wd, "SELECT kind, channel, business_date, task_id, message FROM alerts")
