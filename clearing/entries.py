@@ -15,6 +15,7 @@ import pyarrow as pa
 from formats import registry
 from formats.errors import Terminal
 from formats.flag import write_flag
+from recon.outcomes import BREAKS_SQL
 
 
 
@@ -46,9 +47,6 @@ def pair(voucher_no: str, debit: str, credit: str, amount_fen: int, memo: str, s
             Line(voucher_no, credit, "C", amount_fen, memo, source_ref)]
 
 
-BREAK_OUTCOMES = ('AMOUNT_MISMATCH', 'STATUS_MISMATCH', 'COUNTERPARTY_ONLY', 'LEDGER_ONLY', 'DUPLICATE')
-
-
 def _differences(results: pa.Table, resolved: bool = False) -> list[tuple]:
     """Per break (business date, match key): (business_date, match_ref, outcomes, d, refs[, first resolved_on])
     where d = Σ counterparty money (status S, signed) − Σ ledger money (status S, signed); only breaks that move
@@ -57,11 +55,10 @@ def _differences(results: pa.Table, resolved: bool = False) -> list[tuple]:
     con = duckdb.connect()
     try:
         con.register("r", results)
-        outcomes = ", ".join(f"'{o}'" for o in BREAK_OUTCOMES)
         return con.execute(f"""
             WITH rows AS (
                 SELECT *, {first} AS first_resolved FROM r
-                WHERE outcome IN ({outcomes}) AND match_ref IS NOT NULL
+                WHERE outcome IN {BREAKS_SQL} AND match_ref IS NOT NULL
                 QUALIFY row_number() OVER (PARTITION BY business_date, record_ref ORDER BY outcome) = 1)
             SELECT business_date, match_ref, string_agg(DISTINCT outcome, '/' ORDER BY outcome) AS outcomes,
                    CAST(sum(CASE WHEN side = 'counterparty' AND status = 'S' THEN sign * amount_fen ELSE 0 END)

@@ -28,8 +28,8 @@ import duckdb
 import pyarrow as pa
 
 from formats.excel import _fix_zip   # the workbook's zip re-dated to T: one implementation, the format engine's
+from recon.outcomes import BREAKS_SQL
 
-BREAKS = ("AMOUNT_MISMATCH", "STATUS_MISMATCH", "COUNTERPARTY_ONLY", "LEDGER_ONLY", "DUPLICATE")
 OUTCOME_TEXT = {"AMOUNT_MISMATCH": "金额不符", "STATUS_MISMATCH": "状态不符", "COUNTERPARTY_ONLY": "对方有我方无",
                 "LEDGER_ONLY": "我方有对方无", "DUPLICATE": "重复"}
 ACTION_TEXT = {"post": "补账", "reverse": "冲正", "ask": "向对方查询", "hold": "挂账待查"}
@@ -87,14 +87,13 @@ def breaks_table(results: pa.Table, channel: str, date: dt.date) -> pa.Table:
         for name, mapping in (("outcome_texts", OUTCOME_TEXT), ("action_texts", ACTION_TEXT),
                               ("side_texts", SIDE_TEXT)):
             con.register(name, pa.table({"k": list(mapping), "v": list(mapping.values())}))
-        breaks = ", ".join(f"'{o}'" for o in BREAKS)
         return con.sql(f"""
             WITH b AS (
                 SELECT *,
                        -- a one-sided break carries its own status on its side
                        coalesce(counterparty_status, CASE WHEN side = 'counterparty' THEN status END) AS cp_status,
                        coalesce(ledger_status, CASE WHEN side = 'ledger' THEN status END) AS lg_status
-                FROM r WHERE channel = ? AND business_date = ? AND outcome IN ({breaks})),
+                FROM r WHERE channel = ? AND business_date = ? AND outcome IN {BREAKS_SQL}),
             a AS (SELECT *, {action} AS action FROM b)
             SELECT a.business_date, a.channel, (SELECT v FROM outcome_texts WHERE k = a.outcome) AS outcome_text,
                    a.outcome, (SELECT v FROM side_texts WHERE k = a.side) AS side_text, a.record_ref, a.match_ref,

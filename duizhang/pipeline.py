@@ -37,7 +37,7 @@ from formats.errors import FileRejected, Terminal, Transient
 from formats.flag import parse_flag
 from formats.result import ReadResult
 from recon.channels import CHANNELS
-from recon.outcomes import BREAKS
+from recon.outcomes import BREAKS_SQL
 from recon.engine import Inputs, ParsedFile, check_conservation, reconcile_to_parquet, summarise
 from recon.rules import MatchRule
 from duizhang.channels import CHANNEL_FILES
@@ -46,7 +46,6 @@ from duizhang.workdir import Workdir, now, write_parquet
 log = logging.getLogger("duizhang.pipeline")
 
 PAN_KEY_ENV = "DUIZHANG_PAN_HASH_KEY"
-BREAK_OUTCOMES = pa.array(sorted(o.value for o in BREAKS))
 
 
 class NothingToReconcile(Terminal):
@@ -563,7 +562,7 @@ def _read_breaks(wd: Workdir, recon: str, date: dt.date) -> pa.Table | None:
         # the row number restores the file's order (the parallel scan does not keep it); few rows to sort
         breaks = con.sql(f"SELECT * EXCLUDE (file_row_number) FROM read_parquet('{path.as_posix()}', "
                          f"file_row_number = true, hive_partitioning = false) WHERE outcome IN "
-                         f"({', '.join(repr(o) for o in BREAK_OUTCOMES.to_pylist())}) ORDER BY file_row_number"
+                         f"{BREAKS_SQL} ORDER BY file_row_number"
                          ).to_arrow_table()
     finally:
         con.close()

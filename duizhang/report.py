@@ -20,11 +20,10 @@ from pathlib import Path
 
 import duckdb
 
-from recon.outcomes import Outcome
+from recon.outcomes import BREAKS, BREAKS_SQL, Outcome
 from duizhang.workdir import Workdir
 
 OUTCOMES = [o.value for o in Outcome]
-BREAKS = ("AMOUNT_MISMATCH", "STATUS_MISMATCH", "COUNTERPARTY_ONLY", "LEDGER_ONLY", "DUPLICATE")
 COLOURS = {"MATCHED": "#4c9a2a", "AMOUNT_MISMATCH": "#d9534f", "STATUS_MISMATCH": "#f0ad4e",
            "COUNTERPARTY_ONLY": "#8e44ad", "LEDGER_ONLY": "#2c7fb8", "DUPLICATE": "#e377c2", "PENDING": "#999999",
            "QUARANTINED": "#333333"}
@@ -110,8 +109,8 @@ def gather(wd: Workdir, date: dt.date) -> dict:
         trend_rows = rows(f"""
             SELECT business_date,
                    CAST(sum(records) FILTER (WHERE outcome = 'MATCHED') AS BIGINT) AS matched,
-                   CAST(sum(records) FILTER (WHERE outcome IN {BREAKS}) AS BIGINT) AS breaks,
-                   CAST(sum(amount_fen) FILTER (WHERE outcome IN {BREAKS}) AS BIGINT) AS breaks_fen
+                   CAST(sum(records) FILTER (WHERE outcome IN {BREAKS_SQL}) AS BIGINT) AS breaks,
+                   CAST(sum(amount_fen) FILTER (WHERE outcome IN {BREAKS_SQL}) AS BIGINT) AS breaks_fen
             FROM recon_summary WHERE business_date BETWEEN DATE '{since}' AND DATE '{t}' GROUP BY ALL""")
         by_day = {r["business_date"]: r for r in trend_rows}
         trend = [{"date": d, "matched": (by_day.get(d) or {}).get("matched") or 0,

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from recon.outcomes import BREAKS_SQL
+
 
 @dataclass(frozen=True)
 class Table:
@@ -109,8 +111,6 @@ TABLES |= {
         ("detail", "VARCHAR", "the parse summary or the rejection reason"))),
 }
 
-_BREAK_OUTCOMES = "('AMOUNT_MISMATCH', 'STATUS_MISMATCH', 'COUNTERPARTY_ONLY', 'LEDGER_ONLY', 'DUPLICATE')"
-
 ANALYST_VIEWS = {
     "breaks": View("every break with its reason and current status (new until someone sets one)", f"""
         SELECT r.channel, r.business_date, r.side, r.outcome, r.amount_fen, r.reason, r.match_ref, r.record_ref,
@@ -122,7 +122,7 @@ ANALYST_VIEWS = {
                    QUALIFY row_number() OVER (PARTITION BY channel, business_date, record_ref
                                               ORDER BY seq DESC) = 1) s
           USING (channel, business_date, record_ref)
-        WHERE r.outcome IN {_BREAK_OUTCOMES}"""),
+        WHERE r.outcome IN {BREAKS_SQL}"""),
     "breaks_by_channel": View("breaks per channel, date and outcome: records, money, how many still open", """
         SELECT channel, business_date, outcome, count(*) AS records, CAST(sum(amount_fen) AS BIGINT) AS amount_fen,
                count(*) FILTER (WHERE status IN ('new', 'investigating')) AS open_records

@@ -19,6 +19,8 @@ class Outcome(str, Enum):
 
 BREAKS = frozenset({Outcome.AMOUNT_MISMATCH, Outcome.STATUS_MISMATCH, Outcome.COUNTERPARTY_ONLY,
                     Outcome.LEDGER_ONLY, Outcome.DUPLICATE})
+BREAKS_SQL = "(" + ", ".join(f"'{o.value}'" for o in Outcome if o in BREAKS) + ")"
+"""The break outcomes as an SQL list, for `outcome IN {BREAKS_SQL}`."""
 
 
 class Side(str, Enum):
