@@ -380,8 +380,10 @@ def load_ledger(date: dt.date, ledger: str, wd: Workdir) -> Path:
 
 
 def _extract_ledger(date: dt.date, ledger: str, out: Path) -> None:
+    memo = out.with_name(f"{out.stem}.source.json")
     if "://" in ledger:
         from connectors.ledger import extract_journal
+        memo.unlink(missing_ok=True)
         extract_journal(ledger, date, out)
         return
     path = Path(ledger)
@@ -390,11 +392,20 @@ def _extract_ledger(date: dt.date, ledger: str, out: Path) -> None:
     flag_path = path.with_name(path.name + ".ok")
     if not path.exists() or not flag_path.exists():
         raise LedgerNotReady(f"the core's extract {path} or its flag {flag_path.name} is not there yet")
-    result = registry.read_to_parquet(path, "ledger.journal", out, parse_flag(flag_path.read_bytes(), flag_path.name))
+    # The channels of a date read the same extract: one that is already in Parquet, unchanged since (its flag, with
+    # the extract's MD5, its size and modification time), is not read again. A database is always read again.
+    flag = flag_path.read_bytes()
+    source = {"extract": str(path.resolve()), "flag": flag.decode("latin-1"), "size": path.stat().st_size,
+              "mtime_ns": path.stat().st_mtime_ns}
+    if out.exists() and memo.exists() and _read_json(memo) == source:
+        return
+    memo.unlink(missing_ok=True)
+    result = registry.read_to_parquet(path, "ledger.journal", out, parse_flag(flag, flag_path.name))
     if result.quarantined:
         raise FileRejected(path.name, f"{result.quarantined} journal rows are unreadable; the extract must be "
                            "corrected upstream (first: line "
                            f"{result.quarantine['_line'][0].as_py()}, {result.quarantine['_field'][0].as_py()})")
+    _write_json(memo, source)
 
 
 # --- 4. match ---------------------------------------------------------------------------------------------

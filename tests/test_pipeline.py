@@ -184,3 +184,24 @@ def test_ledger_from_postgresql_gives_the_same_results_as_the_csv_extract(wd, tm
     finally:
         with engine.begin() as conn:
             conn.execute(sa.text("DROP TABLE IF EXISTS core_journal"))
+
+
+def test_an_unchanged_ledger_extract_is_read_once_for_the_channels_of_a_date(wd, tmp_path, monkeypatch):
+    ledger = tmp_path / "ledger"
+    shutil.copytree(NIGHTS / "ledger", ledger)
+    reads, read_to_parquet = [], pipeline.registry.read_to_parquet
+
+    def counted(path, *args, **kwargs):
+        reads.append(path)
+        return read_to_parquet(path, *args, **kwargs)
+    monkeypatch.setattr(pipeline.registry, "read_to_parquet", counted)
+    out = pipeline.load_ledger(T1, str(ledger), wd)
+    first = out.read_bytes()
+    assert pipeline.load_ledger(T1, str(ledger), wd) == out and len(reads) == 1   # the second channel: not read again
+    assert out.read_bytes() == first
+
+    # the core sends the extract again (a correction): read again, whatever else stayed the same
+    extract = ledger / f"CORE_JOURNAL_{T1:%Y%m%d}.csv"
+    extract.write_bytes(extract.read_bytes())
+    pipeline.load_ledger(T1, str(ledger), wd)
+    assert len(reads) == 2 and out.read_bytes() == first
