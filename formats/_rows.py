@@ -7,7 +7,10 @@ lines, separators, elements or cells.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -15,7 +18,7 @@ import pyarrow.compute as pc
 
 from formats.errors import FieldOverflow, RecordRuleBroken, UnwritableValue
 from formats.layout import Const, CountOf, Field, FileLayout, Record, Repeated, SumOf, Text
-from formats.result import quarantine_table
+from formats.result import OutFile, quarantine_table
 
 
 @dataclass
@@ -226,6 +229,12 @@ def render_texts(values: pa.Array, f: Field, rec: Record, layout: FileLayout) ->
 
     A null where the field is required raises `UnwritableValue`; a text longer than `max_bytes` in the file's
     encoding raises `FieldOverflow`. Nothing is shortened or defaulted."""
+    return render_column(values, f, rec, layout).to_pylist()
+
+
+def render_column(values: pa.Array, f: Field, rec: Record, layout: FileLayout) -> pa.Array:
+    """`render_texts` as an Arrow string array, for an engine that assembles its lines in Arrow: the same texts,
+    the same errors."""
     nulls = values.is_null().to_numpy(zero_copy_only=False) if values.null_count else None
     if nulls is not None and not accepts_empty(f, layout):
         row = int(np.flatnonzero(nulls)[0])
@@ -246,15 +255,60 @@ def render_texts(values: pa.Array, f: Field, rec: Record, layout: FileLayout) ->
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise UnwritableValue(rec.name, f.name, texts[row].as_py(), f"is not {f.type.expected}", row)
-    out = texts.to_pylist()
     if isinstance(f.type, Text) and f.type.max_bytes:
         lengths = _byte_lengths(texts, layout.encoding)
         over = np.flatnonzero(lengths > f.type.max_bytes)
         if len(over):
             r = int(over[0])
-            raise FieldOverflow(rec.name, f.name, f.type.max_bytes, out[r], r)
+            raise FieldOverflow(rec.name, f.name, f.type.max_bytes, texts[r].as_py(), r)
     if isinstance(f.type, Const):
-        wrong = [i for i, v in enumerate(out) if v is not None and v != f.type.value]
-        if wrong:
-            raise UnwritableValue(rec.name, f.name, out[wrong[0]], f"must be {f.type.value!r}", wrong[0])
-    return out
+        wrong = np.flatnonzero(pc.fill_null(pc.not_equal(texts, f.type.value), False).to_numpy(zero_copy_only=False))
+        if len(wrong):
+            r = int(wrong[0])
+            raise UnwritableValue(rec.name, f.name, texts[r].as_py(), f"must be {f.type.value!r}", r)
+    return texts
+
+
+# --- writing many files at once -------------------------------------------------------------------------------
+
+
+def write_rendered(render_files: Callable[[FileLayout, pa.Table, list[OutFile]], list[bytes]], layout: FileLayout,
+                   records: pa.Table, files: list[OutFile]) -> None:
+    """An engine's `write_files`: `render_files` gives the bytes of every file at once (all their rows rendered
+    in one pass), each is then written atomically (tmp + rename).
+
+    A value that cannot be written raises as a lone `write` of its file would (its field, its row within its
+    file), with a note naming the file: the files before it are written, it and those after it are not. The
+    one-pass render only tells that some file holds one, so the files are then rendered again one at a time."""
+    try:
+        contents = render_files(layout, records, files)
+    except (FieldOverflow, UnwritableValue) as e:
+        if len(files) == 1:
+            e.add_note(f"writing {files[0].path}")
+            raise
+        for f in files:
+            write_rendered(render_files, layout, records, [f])
+        raise
+    for f, data in zip(files, contents):
+        path = Path(f.path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+
+
+def rows_of_files(records: pa.Table, files: list[OutFile]) -> pa.Table:
+    """The detail rows of `files`, file after file: `records` itself when they are all of it, in order."""
+    at = 0
+    for f in files:
+        if f.offset != at:
+            return pa.concat_tables([records.slice(f.offset, f.length) for f in files])
+        at += f.length
+    return records if at == records.num_rows else records.slice(0, at)
+
+
+def value_bytes(arr: pa.Array) -> pa.Buffer:
+    """The bytes of the values of a binary or string array, one after the other (a view, not a copy)."""
+    large = pa.types.is_large_binary(arr.type) or pa.types.is_large_string(arr.type)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64 if large else np.int32)
+    first, last = int(offsets[arr.offset]), int(offsets[arr.offset + len(arr)])
+    return arr.buffers()[2][first:last] if last > first else pa.py_buffer(b"")

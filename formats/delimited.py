@@ -14,7 +14,6 @@ trailer missing or unreadable, a control total off, a summed amount unreadable).
 from __future__ import annotations
 
 import csv
-import io
 import os
 from pathlib import Path
 
@@ -24,11 +23,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from formats._rows import RawRow, column_values, render_texts, type_columns, type_rows
+from formats._rows import (RawRow, column_values, render_column, rows_of_files, type_columns, type_rows,
+                           value_bytes, write_rendered)
 from formats.errors import EncodingError, StructureError, UnwritableValue
 from formats.flag import Flag
 from formats.layout import FileLayout, Record
-from formats.result import Batch, ReadResult, Totals, empty_quarantine
+from formats.result import Batch, OutFile, ReadResult, Totals, empty_quarantine
 
 _MULTIBYTE = ("gbk", "gb18030", "gb2312")
 
@@ -455,74 +455,135 @@ def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None
     `header` / `trailer` hold the values of the header and trailer records (merged dicts, as `read` returns
     them); headings are written from the layout. A text longer than its `max_bytes` raises `FieldOverflow`; a
     null where a value is required, or a separator inside an unquoted field, raises `UnwritableValue`."""
-    path = Path(path)
-    data = render(layout, records, header, trailer)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_files(layout, records, [OutFile(Path(path), 0, records.num_rows, header, trailer)])
     return records.num_rows
+
+
+def write_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> None:
+    """Write many files of `layout`, each atomically, file `k`'s details being its slice of `records`.
+
+    Every record type is rendered once for all files (the details of all files in one table, the headers of all
+    files in another: a few Arrow calls per field, whatever the number of files), then cut per file at its lines.
+    A value that cannot be written raises as a lone `write` of its file would, naming the file
+    (`_rows.write_rendered`)."""
+    write_rendered(_render_files, layout, records, files)
 
 
 def render(layout: FileLayout, records: pa.Table, header: dict | None = None, trailer: dict | None = None) -> bytes:
     """The bytes of the file `write` would write."""
-    _, _, detail_of = _placement(layout)
-    out: list[str] = []
-    header_tables = {}
+    return _render_files(layout, records, [OutFile(Path(), 0, records.num_rows, header, trailer)])[0]
+
+
+def _render_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> list[bytes]:
+    """The bytes of each file, its lines in the layout's order of records. Each record type's lines are rendered
+    for all files at once (one Arrow string array, each line with its line end), then each file's text is cut
+    from them and encoded."""
+    if not files:
+        return []
     for rec in layout.records:
-        if rec.kind == "header":
-            if header is None:
-                raise UnwritableValue(rec.name, "*", None, "no header values given")
-            header_tables[rec.name] = pa.table({f.name: column_values(header, f, rec, 1) for f in rec.fields})
+        if rec.kind == "header" and any(f.header is None for f in files):
+            raise UnwritableValue(rec.name, "*", None, "no header values given")
+    detail_of = _placement(layout)[2]
+    parts: list[list[pa.Array]] = [[] for _ in files]
     for rec in layout.records:
         if rec.kind == "detail":
             if rec is not layout.detail:
                 continue
-            rec = detail_of(header_tables) if layout.variant_by else rec
-            out += _render_lines(records, rec, layout)
+            for detail, ks in _detail_records(layout, rec, files, detail_of):
+                lines = _render_lines(rows_of_files(records, [files[k] for k in ks]), detail, layout)
+                at = 0
+                for k in ks:
+                    parts[k].append(lines.slice(at, files[k].length))
+                    at += files[k].length
         elif rec.kind == "heading":
-            out += _render_lines(None, rec, layout, n=1)
-        elif rec.kind == "header":
-            out += _render_lines(header, rec, layout, n=1)
+            line = _render_lines(None, rec, layout, n=1)
+            for part in parts:
+                part.append(line)
         else:
-            if trailer is None:
+            if rec.kind != "header" and any(f.trailer is None for f in files):
                 raise UnwritableValue(rec.name, "*", None, "no trailer values given")
-            out += _render_lines(trailer, rec, layout, n=1)
-    end = layout.line_end.decode("ascii")
-    text = "".join(line + end for line in out)
+            lines = _render_lines(_values_table([f.header if rec.kind == "header" else f.trailer for f in files],
+                                                rec), rec, layout)
+            for k, part in enumerate(parts):
+                part.append(lines.slice(k, 1))
+    return [_encoded(part, layout) for part in parts]
+
+
+def _detail_records(layout: FileLayout, rec: Record, files: list[OutFile], detail_of) -> list[tuple[Record, list[int]]]:
+    """The detail record of each file (with `variant_by`, chosen by its header), and the files of each."""
+    if not layout.variant_by:
+        return [(rec, list(range(len(files))))]
+    header_recs = [r for r in layout.records if r.kind == "header"]
+    by_variant: dict[str | None, tuple[Record, list[int]]] = {}
+    for k, f in enumerate(files):
+        tables = {r.name: pa.table({g.name: column_values(f.header, g, r, 1) for g in r.fields}) for r in header_recs}
+        detail = detail_of(tables)
+        by_variant.setdefault(detail.variant, (detail, []))[1].append(k)
+    return list(by_variant.values())
+
+
+def _encoded(lines: list[pa.Array], layout: FileLayout) -> bytes:
+    """A file's lines (string arrays, each line with its line end) as bytes of the layout's encoding."""
+    text = b"".join(value_bytes(a).to_pybytes() for a in lines if len(a)).decode("utf-8")
     try:
         return text.encode(layout.encoding)
     except UnicodeEncodeError as e:
         raise UnwritableValue("record", "?", text[e.start:e.end], f"not representable in {layout.encoding}") from None
 
 
-def _render_lines(source, rec: Record, layout: FileLayout, n: int | None = None) -> list[str]:
+def _values_table(given: list[dict], rec: Record) -> pa.Table:
+    """The header (or trailer) values of the files, one row per file. A field a file's dict lacks takes what a
+    lone write takes for it (`column_values`: a Const its constant, a text null)."""
+    columns = {}
+    for f in rec.fields:
+        if not any(f.name in values for values in given):
+            continue
+        lacking = None if all(f.name in values for values in given) else column_values(None, f, rec, 1)[0].as_py()
+        columns[f.name] = pa.array([values.get(f.name, lacking) for values in given], type=f.type.arrow_type)
+    return pa.table(columns) if columns else pa.table({"_": pa.nulls(len(given))}).drop_columns(["_"])
+
+
+def _render_lines(source, rec: Record, layout: FileLayout, n: int | None = None) -> pa.Array:
+    """The lines of `rec` for the rows of `source` (a table, or a table / dict of the values of `n` records), each
+    with its line end, as an Arrow string array."""
     if n is None:
         n = source.num_rows
+    delimiter = layout.delimiter
     columns = []
     for f in rec.fields:
-        texts = render_texts(column_values(source, f, rec, n), f, rec, layout)
-        columns.append(["" if t is None else t for t in texts])
+        texts = pc.fill_null(render_column(column_values(source, f, rec, n), f, rec, layout), "")
         if layout.quoting == "none":
-            for r, t in enumerate(columns[-1]):
-                if layout.delimiter in t or "\n" in t or "\r" in t:
-                    raise UnwritableValue(rec.name, f.name, t, f"holds the separator {layout.delimiter!r} or a "
-                                          "line break, and this layout has no quoting", r)
-    if layout.quoting == "rfc4180":
-        buf = io.StringIO()
-        writer = csv.writer(buf, delimiter=layout.delimiter, quotechar='"', lineterminator="\n",
-                            quoting=csv.QUOTE_MINIMAL)
-        writer.writerows(zip(*columns))
-        lines = buf.getvalue().split("\n")[:-1] if n else []
-        if len(lines) != n:  # a quoted line break inside a value: keep records whole
-            lines = []
-            for row in zip(*columns):
-                b = io.StringIO()
-                csv.writer(b, delimiter=layout.delimiter, quotechar='"', lineterminator="").writerow(row)
-                lines.append(b.getvalue())
-    else:
-        lines = [layout.delimiter.join(row) for row in zip(*columns)]
-        if layout.trailing_delimiter:
-            lines = [line + layout.delimiter for line in lines]
-    if rec.prefix:
-        lines = [rec.prefix + line for line in lines]
-    return lines
+            held = np.flatnonzero(_holds(texts, (delimiter, "\r", "\n")))
+            if len(held):
+                r = int(held[0])
+                raise UnwritableValue(rec.name, f.name, texts[r].as_py(), f"holds the separator {delimiter!r} or a "
+                                      "line break, and this layout has no quoting", r)
+        else:
+            texts = _quoted(texts, delimiter, alone=len(rec.fields) == 1)
+        columns.append(texts)
+    if not columns:
+        columns = [pa.array([""] * n, pa.string())]
+    lines = pc.binary_join_element_wise(*columns, delimiter)
+    if layout.quoting == "none" and layout.trailing_delimiter:
+        lines = pc.binary_join_element_wise(lines, delimiter, "")
+    return pc.binary_join_element_wise(rec.prefix, lines, layout.line_end.decode("ascii"), "")
+
+
+def _quoted(texts: pa.Array, delimiter: str, alone: bool) -> pa.Array:
+    """RFC 4180 as the csv module writes it (QUOTE_MINIMAL, line terminator LF): a value holding the delimiter, a
+    double quote or a line feed is quoted, its quotes doubled; so is an empty value alone on its line."""
+    needs = _holds(texts, (delimiter, '"', "\n"))
+    if alone:
+        needs |= pc.equal(texts, "").to_numpy(zero_copy_only=False)
+    if not needs.any():
+        return texts
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(texts, '"', '""'), '"', "")
+    return pc.if_else(pa.array(needs), quoted, texts)
+
+
+def _holds(texts: pa.Array, needles: tuple[str, ...]) -> np.ndarray:
+    """Per value, whether it holds any of `needles` (literal texts)."""
+    held = np.zeros(len(texts), dtype=bool)
+    for needle in needles:
+        held |= pc.match_substring(texts, needle).to_numpy(zero_copy_only=False)
+    return held

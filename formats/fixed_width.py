@@ -23,10 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from formats._rows import rows_of_files, value_bytes, write_rendered
 from formats.errors import EncodingError, FieldOverflow, StructureError, UnwritableValue
 from formats.flag import Flag
 from formats.layout import SPACE, Code, Const, Date8, Digits, FileLayout, Int, Parsed, Record, SignedFen, Text
-from formats.result import Batch, ReadResult, Totals, empty_quarantine, quarantine_table
+from formats.result import Batch, OutFile, ReadResult, Totals, empty_quarantine, quarantine_table
 
 BATCH_RECORDS = 32_768        # records parsed at a time (one chunk of the file, one task of a parsing thread)
 ROW_GROUP_ROWS = 262_144     # records per Parquet row group: fewer, larger groups than one per batch, small enough
@@ -504,36 +505,59 @@ def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None
     """Write a file in `layout`, atomically (tmp + rename). Returns the number of detail records.
 
     A value too long for its field raises `FieldOverflow`; nothing is truncated."""
-    chunks = []
+    write_files(layout, records, [OutFile(Path(path), 0, records.num_rows, header, trailer)])
+    return records.num_rows
+
+
+def write_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> None:
+    """Write many files of `layout`, each atomically, file `k`'s details being its slice of `records`.
+
+    Every record type is rendered once for all files (the details of all files in one table, the headers of
+    all files in another: a few Arrow calls per field, whatever the number of files), then cut per file: a
+    fixed-width line has a fixed length. A value that cannot be written raises `FieldOverflow` or
+    `UnwritableValue` as a lone `write` of its file would, naming the file (`_rows.write_rendered`)."""
+    write_rendered(_render_files, layout, records, files)
+
+
+def _render_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> list[bytes]:
+    """The bytes of each file: its header, detail and trailer lines, in the layout's order of records."""
+    line = layout.record_bytes + len(layout.line_end)
+    parts: list[list[bytes]] = [[] for _ in files]
     for rec in layout.records:
         if rec.kind == "detail":
-            table = records
-        else:
-            values = header if rec.kind == "header" else trailer
-            if values is None:
+            details = rows_of_files(records, files)
+            if not details.num_rows:
                 continue
-            table = pa.table({f.name: pa.array([values[f.name]], type=f.type.arrow_type) for f in rec.fields})
-        if table.num_rows:
-            chunks.append(render_records(table, rec, layout))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(b"".join(chunks))
-    os.replace(tmp, path)
-    return records.num_rows
+            data = render_records(details, rec, layout)
+            at = 0
+            for part, f in zip(parts, files):
+                if f.length:
+                    part.append(data[at * line: (at + f.length) * line])
+                at += f.length
+            continue
+        given = [(k, f.header if rec.kind == "header" else f.trailer) for k, f in enumerate(files)]
+        given = [(k, values) for k, values in given if values is not None]
+        if not given:
+            continue
+        table = pa.table({f.name: pa.array([values[f.name] for _, values in given], type=f.type.arrow_type)
+                          for f in rec.fields})
+        data = render_records(table, rec, layout)
+        for i, (k, _) in enumerate(given):
+            parts[k].append(data[i * line: (i + 1) * line])
+    return [b"".join(part) for part in parts]
 
 
 def render_records(table: pa.Table, rec: Record, layout: FileLayout) -> bytes:
     """Render every row of `table` as records of type `rec`, each followed by the line end."""
     cols = [_render_field(table, f, rec, layout) for f in rec.fields]
-    lines = pc.binary_join_element_wise(*cols, layout.separator)
-    ends = pa.array(np.full(table.num_rows, 0, dtype=np.int64)).cast(pa.string()).cast(pa.binary())
-    body = pc.binary_join_element_wise(lines, pc.replace_substring(ends, "0", layout.line_end.decode("ascii")), b"")
-    return _concat(body)
+    if layout.separator:
+        cols = [pc.binary_join_element_wise(*cols, layout.separator)]
+    return _concat(pc.binary_join_element_wise(*cols, pa.scalar(layout.line_end, pa.binary()), b""))
 
 
 def _concat(arr: pa.Array) -> bytes:
-    arr = arr.cast(pa.large_binary())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
-    return arr.buffers()[2].to_pybytes()[offsets[0]: offsets[-1]]
+    """The values of a binary array, one after the other (one copy)."""
+    return value_bytes(arr).to_pybytes()
 
 
 def _render_field(table: pa.Table, f, rec: Record, layout: FileLayout) -> pa.Array:
@@ -575,20 +599,53 @@ def _refuse_unreadable(text: pa.Array, f, rec: Record) -> None:
     bad = f.type.parse(text).bad
     why = f"is not {f.type.expected}"
     if isinstance(f.type, Text):
-        control = pc.fill_null(pc.match_substring_regex(text, r"[\x00-\x1f\x7f]"), False)
-        bad = bad | control.to_numpy(zero_copy_only=False)
+        if _has_control_bytes(text):  # rare: find the rows
+            control = pc.fill_null(pc.match_substring_regex(text, r"[\x00-\x1f\x7f]"), False)
+            bad = bad | control.to_numpy(zero_copy_only=False)
         why += " without control characters or line breaks"
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
         raise UnwritableValue(rec.name, f.name, text[row].as_py(), why, row)
 
 
+def _has_control_bytes(text: pa.Array) -> bool:
+    """Whether any value of a string array holds a control character (a byte below 0x20, or 0x7F: in UTF-8 these
+    bytes are those characters and nothing else), judged over its data buffer in one numpy pass."""
+    octets = np.frombuffer(value_bytes(text), dtype=np.uint8)
+    return bool(len(octets)) and bool((octets < 0x20).any() or (octets == 0x7F).any())
+
+
+# Encodings in which a line feed byte only ever stands for a line feed (no multi-byte character holds 0x0A):
+# a column is encoded in one codec call, its values joined by line feeds.
+_LINE_FEED_SAFE = ("gbk", "gb18030", "gb2312", "utf-8", "utf8")
+
+
 def _encode(text: pa.Array, encoding: str) -> tuple[pa.Array, np.ndarray]:
     if pc.all(pc.string_is_ascii(text)).as_py() in (True, None):
         binary = text.cast(pa.binary())
-    else:  # Chinese text: Python's codec, one value at a time (return files are thousands of rows, not millions)
-        binary = pa.array([s.encode(encoding) for s in text.to_pylist()], pa.binary())
+    else:  # Chinese text: Python's codec
+        binary = _encode_joined(text, encoding) if encoding.lower() in _LINE_FEED_SAFE else None
+        if binary is None:  # one value at a time
+            binary = pa.array([s.encode(encoding) for s in text.to_pylist()], pa.binary())
     return binary, pc.binary_length(binary).to_numpy(zero_copy_only=False)
+
+
+def _encode_joined(text: pa.Array, encoding: str) -> pa.Array | None:
+    """The values encoded in one codec call: each followed by a line feed, encoded, then cut at the line feeds.
+    None when that cannot tell the values apart (a value holding a line feed) or one does not encode (the caller
+    then encodes value by value, which raises the codec's error for that value)."""
+    n = len(text)
+    with_ends = pc.binary_join_element_wise(text, "", "\n")
+    try:
+        blob = _concat(with_ends.cast(pa.binary())).decode("utf-8").encode(encoding)
+    except UnicodeEncodeError:
+        return None
+    ends = np.flatnonzero(np.frombuffer(blob, dtype=np.uint8) == 0x0A)
+    if len(ends) != n or len(blob) >= 2**31:
+        return None
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    offsets[1:] = ends - np.arange(n)  # each value's end, less the line feeds before it
+    return pa.Array.from_buffers(pa.binary(), n, [None, pa.py_buffer(offsets), pa.py_buffer(blob.replace(b"\n", b""))])
 
 
 def _pad(binary: pa.Array, lengths: np.ndarray, width: int, pad: str, left: bool) -> pa.Array:
