@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 
 from formats.errors import FieldOverflow, RecordRuleBroken, UnwritableValue
 from formats.layout import Const, CountOf, Field, FileLayout, Record, Repeated, SumOf, Text
-from formats.result import OutFile, quarantine_table
+from formats.result import OutFile, empty_quarantine, quarantine_table
 
 
 @dataclass
@@ -32,6 +33,27 @@ class RawRow:
     values: list
     error: tuple[str, str, str] | None = None
     cell_errors: dict[int, tuple[str, str]] = field(default_factory=dict)  # field index -> (expected, found)
+
+
+class LayoutTables(NamedTuple):
+    """What every file of a layout starts from, built once per layout (a night reads thousands of small files)."""
+
+    schema: pa.Schema       # the detail records with `_line`
+    records: pa.Table       # no detail records
+    quarantine: pa.Table    # no quarantined records
+
+
+_LAYOUT_TABLES: dict[int, tuple[FileLayout, LayoutTables]] = {}
+
+
+def layout_tables(layout: FileLayout) -> LayoutTables:
+    """The layout's `LayoutTables`, built on first use."""
+    cached = _LAYOUT_TABLES.get(id(layout))
+    if cached is None or cached[0] is not layout:  # the layout is held here, so no other can take its id
+        schema = pa.schema([("_line", pa.int64()), *layout.arrow_schema()])
+        cached = _LAYOUT_TABLES[id(layout)] = (layout, LayoutTables(schema, schema.empty_table(),
+                                                                    empty_quarantine(layout)))
+    return cached[1]
 
 
 def _byte_lengths(texts: pa.Array, encoding: str) -> np.ndarray:

@@ -23,12 +23,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
-from formats._rows import (RawRow, column_values, render_column, rows_of_files, type_columns, type_rows,
+from formats._rows import (RawRow, column_values, layout_tables, render_column, rows_of_files, type_columns, type_rows,
                            value_bytes, write_rendered)
 from formats.errors import EncodingError, StructureError, UnwritableValue
 from formats.flag import Flag
 from formats.layout import FileLayout, Record
-from formats.result import Batch, OutFile, ReadResult, Totals, empty_quarantine
+from formats.result import Batch, OutFile, ReadResult, Totals
 
 _MULTIBYTE = ("gbk", "gb18030", "gb2312")
 
@@ -55,7 +55,7 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
     path, out = Path(path), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     totals, kept = Totals(layout), []
-    schema = pa.schema([("_line", pa.int64()), *layout.arrow_schema()])
+    schema = layout_tables(layout).schema
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for batch in iter_batches(path, layout):
@@ -128,7 +128,7 @@ def _read_lines(path: Path, layout: FileLayout) -> Batch:
     else:
         rows = [_detail_row(*record(k), detail, layout) for k in body]
         table, q = type_rows(rows, detail, layout, path.name, schema_record=layout.detail)
-    return Batch(table, q if q is not None else empty_quarantine(layout), others, lines.physical)
+    return Batch(table, q if q is not None else layout_tables(layout).quarantine, others, lines.physical)
 
 
 def _detail_row(line: int, raw: bytes, values: list[str], err, detail: Record, layout: FileLayout) -> RawRow:
@@ -323,11 +323,11 @@ def _arrow_csv_batches(path: Path, layout: FileLayout):
         table, q = type_columns(texts, lines, raw_of, detail, layout, path.name)
         others = {heading.name: heading_table} if first_batch else {}
         first_batch = False
-        yield Batch(table, q if q is not None else empty_quarantine(layout), others, n + (1 if others else 0))
+        yield Batch(table, q if q is not None else layout_tables(layout).quarantine, others, n + (1 if others else 0))
     if bad_rows:
         raise _RowShapeError(bad_rows[0])
     if first_batch:  # a heading line and no detail
-        yield Batch(_empty_records(layout), empty_quarantine(layout), {heading.name: heading_table}, 1)
+        yield Batch(_empty_records(layout), layout_tables(layout).quarantine, {heading.name: heading_table}, 1)
 
 
 def _csv_error(file_name: str, layout: FileLayout, e: Exception) -> Exception:
@@ -442,7 +442,7 @@ def _fit_record(rec: Record, line: int, raw: bytes, values: list[str], err, file
 
 
 def _empty_records(layout: FileLayout) -> pa.Table:
-    return pa.schema([("_line", pa.int64()), *layout.arrow_schema()]).empty_table()
+    return layout_tables(layout).records
 
 
 # --- writing --------------------------------------------------------------------------------------------------

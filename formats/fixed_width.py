@@ -23,11 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from formats._rows import rows_of_files, value_bytes, write_rendered
+from formats._rows import layout_tables, rows_of_files, value_bytes, write_rendered
 from formats.errors import EncodingError, FieldOverflow, StructureError, UnwritableValue
 from formats.flag import Flag
 from formats.layout import SPACE, Code, Const, Date8, Digits, FileLayout, Int, Parsed, Record, SignedFen, Text
-from formats.result import Batch, OutFile, ReadResult, Totals, empty_quarantine, quarantine_table
+from formats.result import Batch, OutFile, ReadResult, Totals, quarantine_table
 
 BATCH_RECORDS = 32_768        # records parsed at a time (one chunk of the file, one task of a parsing thread)
 ROW_GROUP_ROWS = 262_144     # records per Parquet row group: fewer, larger groups than one per batch, small enough
@@ -54,38 +54,34 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
     rejected file leaves no Parquet file. The returned result holds the header, trailer, quarantine and counts,
     with an empty `records` table. Parsing and Parquet encoding overlap: a writer thread encodes row group k
     while the parsing threads (`iter_batches`) parse the batches of row group k+1 (all release the GIL in numpy,
-    Arrow and the Parquet encoder)."""
+    Arrow and the Parquet encoder). A file of one batch (a batch file of a few hundred records) is parsed and
+    encoded in the calling thread: starting threads would cost more than its whole parse."""
     path, out = Path(path), Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     totals = Totals(layout)
     kept = []
-    schema = pa.schema([("_line", pa.int64()), *[(f.name, f.type.arrow_type) for f in layout.detail.fields]])
+    schema = layout_tables(layout).schema
+    if path.stat().st_size < _chunk_bytes(layout):
+        try:
+            batches = list(iter_batches(path, layout))
+            for batch in batches:
+                totals.add(batch)
+            result = totals.finish(path.name, [_without_records(b, layout) for b in batches], flag)
+            _write_parquet(tmp, schema, (b.records for b in batches if b.records.num_rows), row_group_rows)
+            os.replace(tmp, out)
+            return result
+        finally:
+            tmp.unlink(missing_ok=True)
     tables: queue.Queue = queue.Queue(maxsize=max(2, row_group_rows // BATCH_RECORDS + 2))
     failed: list[BaseException] = []
 
     def encode() -> None:
-        ended = False   # the end marker was taken: nothing more will come (a failure after it must not wait)
+        received = iter(tables.get, None)  # once the end marker is taken, it stays ended
         try:
-            first = tables.get()
-            if first is None:
-                ended = True
-                pq.ParquetWriter(tmp, schema, compression="zstd").close()
-                return
-            with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=list(STATISTICS),
-                                  use_dictionary=_dictionary_columns(first)) as writer:
-                pending, rows = [first], first.num_rows
-                while (table := tables.get()) is not None:
-                    pending.append(table)
-                    rows += table.num_rows
-                    if rows >= row_group_rows:
-                        writer.write_table(pa.concat_tables(pending), row_group_size=rows)
-                        pending, rows = [], 0
-                ended = True
-                if pending:
-                    writer.write_table(pa.concat_tables(pending), row_group_size=rows)
+            _write_parquet(tmp, schema, received, row_group_rows)
         except BaseException as e:  # handed to the caller's thread below; keep draining so it never blocks
             failed.append(e)
-            while not ended and tables.get() is not None:
+            for _ in received:
                 pass
 
     writer_thread = threading.Thread(target=encode, name=f"parquet:{out.name}", daemon=True)
@@ -96,7 +92,7 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
                 totals.add(batch)
                 if batch.records.num_rows:
                     tables.put(batch.records)
-                kept.append(Batch(_empty(layout), batch.quarantine, batch.others, batch.lines))  # no slice: it would pin the batch
+                kept.append(_without_records(batch, layout))
                 if failed:
                     break
         finally:
@@ -109,6 +105,30 @@ def read_to_parquet(path: Path, layout: FileLayout, out: Path, flag: Flag | None
         return result
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _write_parquet(tmp: Path, schema: pa.Schema, tables: Iterator[pa.Table], row_group_rows: int) -> None:
+    """The detail records, as they come, into a Parquet file of row groups of about `row_group_rows`."""
+    first = next(tables, None)
+    if first is None:
+        pq.ParquetWriter(tmp, schema, compression="zstd").close()
+        return
+    with pq.ParquetWriter(tmp, schema, compression="zstd", write_statistics=list(STATISTICS),
+                          use_dictionary=_dictionary_columns(first)) as writer:
+        pending, rows = [first], first.num_rows
+        for table in tables:
+            pending.append(table)
+            rows += table.num_rows
+            if rows >= row_group_rows:
+                writer.write_table(pa.concat_tables(pending), row_group_size=rows)
+                pending, rows = [], 0
+        if pending:
+            writer.write_table(pa.concat_tables(pending), row_group_size=rows)
+
+
+def _without_records(batch: Batch, layout: FileLayout) -> Batch:
+    """The batch as kept for the result once its records are in the Parquet file (no slice: it would pin them)."""
+    return Batch(_empty(layout), batch.quarantine, batch.others, batch.lines)
 
 
 def _dictionary_columns(sample: pa.Table) -> list[str]:
@@ -133,6 +153,10 @@ def iter_batches(path: Path, layout: FileLayout, batch_records: int | None = Non
     size = path.stat().st_size
     if not size:
         return
+    chunk_bytes = _chunk_bytes(layout, batch_records)
+    if size < chunk_bytes:  # one chunk (as `_chunks` would cut it): no mapping, no threads
+        yield _parse_chunk(path.read_bytes(), layout, 0, path.name)
+        return
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     try:
@@ -146,7 +170,6 @@ def iter_batches(path: Path, layout: FileLayout, batch_records: int | None = Non
                 mapped.madvise(mmap.MADV_DONTNEED, first_page, last_page - first_page)
             return batch
 
-        chunk_bytes = (batch_records or BATCH_RECORDS) * (layout.record_bytes + len(layout.line_end))
         with ThreadPoolExecutor(workers, thread_name_prefix=f"parse:{path.name}") as pool:
             pending: deque = deque()
             try:
@@ -166,6 +189,11 @@ def iter_batches(path: Path, layout: FileLayout, batch_records: int | None = Non
             mapped.close()
         except BufferError:  # a traceback still views it: it is unmapped when that goes
             pass
+
+
+def _chunk_bytes(layout: FileLayout, batch_records: int | None = None) -> int:
+    """The bytes of a chunk of the file: `batch_records` records (`BATCH_RECORDS` by default) with their line ends."""
+    return (batch_records or BATCH_RECORDS) * (layout.record_bytes + len(layout.line_end))
 
 
 def _chunks(mapped: mmap.mmap, size: int, end: bytes, chunk_bytes: int) -> Iterator[tuple[int, int]]:
@@ -233,7 +261,7 @@ def _parse_chunk(data, layout: FileLayout, first_line: int, file_name: str) -> B
                 for i in unknown]))
     detail = layout.detail.name
     records = pa.concat_tables(parts.pop(detail)) if detail in parts else _empty(layout)
-    q = pa.concat_tables(quarantine) if quarantine else empty_quarantine(layout)
+    q = pa.concat_tables(quarantine) if quarantine else layout_tables(layout).quarantine
     return Batch(records, q, {k: pa.concat_tables(v) for k, v in parts.items()}, lines_total)
 
 
@@ -494,7 +522,7 @@ def _decode_rows(raws: list[bytes], encoding: str) -> list[str | None]:
 
 
 def _empty(layout: FileLayout) -> pa.Table:
-    return pa.schema([("_line", pa.int64()), *layout.arrow_schema()]).empty_table()
+    return layout_tables(layout).records
 
 
 # --- writing --------------------------------------------------------------------------------------------------
