@@ -81,6 +81,8 @@ SFTP_MAX_PACKET_BYTES = 128 << 10     # SSH packets we accept: a 64 KiB read ans
 SFTP_WINDOW_BYTES = 128 << 20       # the SSH channel window: paramiko's default 2 MiB stalls the prefetch (measured: 13 -> 30 MB/s)
 PIPELINED_FILE_BYTES = 1 << 20      # fetch_many/deliver_many keep files up to this size in memory, many at once
 FILES_WRITTEN_AT_ONCE = 8             # fetched files being written and fsynced together
+ANSWERS_READ_BYTES = 1 << 20          # answers taken from the SSH channel in one read, as many as have come
+FILES_READ_AHEAD = 256               # files fetched or delivered ahead of the caller's handling of them
 FILES_IN_FLIGHT = 64                  # files whose requests are in flight together: hides the round trips
 CHECK_READ_BYTES = 4 << 20            # the download check reads the growing .part in pieces of at most this
 INFLATE_STEP_BYTES = 8 << 20          # decompressed bytes per inflate step: memory bounded whatever the ratio
@@ -988,16 +990,18 @@ _NETWORK_ERRORS = (paramiko.SSHException, EOFError, socket.timeout, ConnectionEr
 class _Pipe:
     """The requests of many files in flight on one SFTP session, each answer handed to the step sent with it.
 
-    paramiko numbers the requests and routes each answer to the object registered under its number (its own
-    prefetch works so). The requests made between two waits go out in one write: a few SSH packets for many
-    requests, where one request at a time costs a packet and a round trip each (a night of 2,000 small files
-    made 16,000 round trips). A step's refusal by the server stops its job only (`_Job.stop`); a broken
-    connection raises out of `answer`."""
+    The requests made between two waits go out in one write, a few SSH packets for many requests, where one
+    request at a time costs a packet and a round trip each (a night of 2,000 small files made 16,000 round trips);
+    the answers are taken from the channel as they come, many in one read, and routed by request number. The
+    numbers are drawn from paramiko's counter, so they never clash with its own requests, which are never in
+    flight at the same time (`SftpSource._pipelined`). A step's refusal by the server stops its job only
+    (`_Job.stop`); a broken connection raises out of `answer`."""
 
     def __init__(self, sftp: paramiko.SFTPClient, label: str) -> None:
         self.sftp, self._label = sftp, label
         self._steps: dict[int, tuple[_Job, str, Callable[[int, paramiko.Message], None]]] = {}
         self._out: list[bytes] = []
+        self._in = bytearray()
 
     @property
     def busy(self) -> bool:
@@ -1012,34 +1016,46 @@ class _Pipe:
         with sftp._lock:
             num = sftp.request_number
             sftp.request_number += 1
-            sftp._expecting[num] = self
-        msg = paramiko.Message()
-        msg.add_int(num)
+        body = [b"", kind.to_bytes(1, "big"), num.to_bytes(4, "big")]
         for field in fields:
-            if isinstance(field, _Offset):
-                msg.add_int64(field)
-            elif isinstance(field, int):
-                msg.add_int(field)
+            if isinstance(field, int):
+                body.append(field.to_bytes(8 if isinstance(field, _Offset) else 4, "big"))
             else:
-                msg.add_string(field)
-        body = msg.asbytes()
-        self._out.append((len(body) + 1).to_bytes(4, "big") + kind.to_bytes(1, "big") + body)
+                data = field.encode() if isinstance(field, str) else field
+                body += (len(data).to_bytes(4, "big"), data)
+        body[0] = (sum(map(len, body))).to_bytes(4, "big")
+        self._out.append(b"".join(body))
         self._steps[num] = (job, path, then)
         job.pending += 1
 
     def answer(self) -> None:
-        """Send what is queued, then take an answer, and every other already here, running their steps (the
-        requests they make go out together at the next call)."""
+        """Send what is queued, then wait for answers and run the steps of all that have come (the requests
+        they make go out together at the next call)."""
+        channel = self.sftp.sock
         if self._out:
-            self.sftp.sock.sendall(b"".join(self._out))
+            channel.sendall(b"".join(self._out))
             self._out.clear()
-        self.sftp._read_response()
-        while self.sftp.sock.recv_ready():
-            self.sftp._read_response()
+        data = channel.recv(ANSWERS_READ_BYTES)
+        if not data:
+            raise EOFError("the server closed the SFTP channel")
+        received = self._in
+        received += data
+        start = 0
+        while len(received) - start >= 9:       # length, type, request number
+            end = start + 4 + int.from_bytes(received[start:start + 4], "big")
+            if end > len(received):
+                break
+            kind, num = received[start + 4], int.from_bytes(received[start + 5:start + 9], "big")
+            answer = paramiko.Message(bytes(received[start + 9:end]))
+            start = end
+            self._answered(kind, answer, num)
+        del received[:start]
 
-    def _async_response(self, kind: int, msg: paramiko.Message, num: int) -> None:
-        """paramiko's call for each answer to a request of this pipe."""
-        job, path, then = self._steps.pop(num)
+    def _answered(self, kind: int, msg: paramiko.Message, num: int) -> None:
+        step = self._steps.pop(num, None)
+        if step is None:
+            return      # an answer to a request paramiko abandoned (an earlier failed transfer): nobody waits
+        job, path, then = step
         job.pending -= 1
         if job.stopped:
             return      # answers to a stopped job's requests still in flight: nothing more to do
@@ -1123,6 +1139,55 @@ class _Pipe:
         if kind != expected:
             raise paramiko.SSHException(f"SFTP answer of type {kind} where {expected} was expected")
         return msg
+
+
+def _read_ahead(items: Iterator[T], depth: int = None) -> Iterator[T]:
+    """`items`, produced by a thread up to `depth` ahead of the caller: the transfers go on while the caller
+    handles what it got (registers a file, a delivery). Yielded in order; an error of `items` is raised after the
+    items before it. When the caller stops early, the thread stops at its next item and closes `items` (their
+    cleanup runs there) before this returns."""
+    depth = depth or FILES_READ_AHEAD
+    ready: deque[T] = deque()
+    changed = threading.Condition()
+    state: dict[str, object] = {"done": False, "stopped": False, "error": None}
+
+    def produce() -> None:
+        try:
+            for item in items:
+                with changed:
+                    ready.append(item)
+                    changed.notify_all()
+                    while len(ready) >= depth and not state["stopped"]:
+                        changed.wait()
+                    if state["stopped"]:
+                        return
+        except BaseException as e:  # handed to the caller, in its thread
+            state["error"] = e
+        finally:
+            items.close()
+            with changed:
+                state["done"] = True
+                changed.notify_all()
+
+    producer = threading.Thread(target=produce, name="transfers ahead", daemon=True)
+    producer.start()
+    try:
+        while True:
+            with changed:
+                while not ready and not state["done"]:
+                    changed.wait()
+                if not ready:
+                    if state["error"] is not None:
+                        raise state["error"]
+                    return
+                item = ready.popleft()
+                changed.notify_all()
+            yield item
+    finally:
+        with changed:
+            state["stopped"] = True
+            changed.notify_all()
+        producer.join()
 
 
 class _Offset(int):
@@ -1478,6 +1543,9 @@ class SftpSource(Source):
         remote_dir = check_dir(remote_dir, host=self.label)
         local_dir = Path(local_dir)
         local_dir.mkdir(parents=True, exist_ok=True)
+        return _read_ahead(self._fetch_many(remote_dir, names, local_dir))
+
+    def _fetch_many(self, remote_dir: str, names: Iterable[str], local_dir: Path) -> Iterator[FetchedFile]:
         # Each file is written (and fsynced) by a pool as soon as it is verified, while the others download:
         # fsync releases the GIL, and the file system commits many files' fsyncs at once.
         with ThreadPoolExecutor(FILES_WRITTEN_AT_ONCE, thread_name_prefix="write fetched") as writer:
@@ -1500,10 +1568,14 @@ class SftpSource(Source):
                 self._made_dirs.add(remote_dir)
             return {entry.name for entry in self._list(remote_dir)}
 
-        present = self._run(f"list {remote_dir}", listing)
-        jobs = deque(_SmallDelivery(self, Path(p), remote_dir, present, force) for p in local_paths)
-        for job in self._pipelined(f"deliver to {remote_dir}", jobs):
-            yield self.deliver(job.local_path, remote_dir, force=force) if job.one_by_one or job.again else job.keep()
+        def deliveries() -> Iterator[Delivery]:
+            present = self._run(f"list {remote_dir}", listing)
+            jobs = deque(_SmallDelivery(self, Path(p), remote_dir, present, force) for p in local_paths)
+            for job in self._pipelined(f"deliver to {remote_dir}", jobs):
+                yield (self.deliver(job.local_path, remote_dir, force=force) if job.one_by_one or job.again
+                       else job.keep())
+
+        return _read_ahead(deliveries())
 
     def _pipelined(self, action: str, jobs: deque[_Job]) -> Iterator[_Job]:
         """Run `jobs`, FILES_IN_FLIGHT at once, and yield each finished one in order (its error raised when its

@@ -48,6 +48,37 @@ class _KeyOnlyServer(asyncssh.SSHServer):
         return username == self._username and key.public_data == self._client_public
 
 
+def _answers_gathered(chan: asyncssh.SSHServerChannel) -> asyncssh.SSHServerChannel:
+    """The SFTP session's channel, its answers written together once per turn of the event loop.
+
+    asyncssh sends each SFTP answer in an SSH packet of its own. OpenSSH's sshd packs what its sftp-server wrote
+    meanwhile into full packets, so a client with many requests in flight gets many answers per packet; this does
+    the same (the answers to requests that arrived together are written in one go), which spares the encryption,
+    the packet and the client's decryption of each answer."""
+    loop = asyncio.get_running_loop()
+    write = chan.write
+    pending: list[bytes] = []
+
+    def flush() -> None:
+        data = b"".join(pending)
+        pending.clear()
+        if not chan.is_closing():
+            write(data)
+
+    def gathered(data: bytes, datatype=None) -> None:
+        if datatype is not None:    # extended data (stderr): never sent by SFTP; in order all the same
+            if pending:
+                flush()
+            write(data, datatype)
+            return
+        if not pending:
+            loop.call_soon(flush)
+        pending.append(data)
+
+    chan.write = gathered
+    return chan
+
+
 class EmbeddedSftpServer:
     """An asyncssh SFTP server chrooted to `root`, on 127.0.0.1, running in a background thread.
 
@@ -126,7 +157,7 @@ class EmbeddedSftpServer:
             LOOPBACK, self.requested_port,
             server_factory=lambda: _KeyOnlyServer(self.username, self._client_key),
             server_host_keys=[self._host_key],
-            sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=root),
+            sftp_factory=lambda chan: asyncssh.SFTPServer(_answers_gathered(chan), chroot=root),
             allow_scp=False)
 
     def stop(self) -> None:

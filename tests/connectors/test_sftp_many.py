@@ -213,3 +213,18 @@ def test_fetch_many_over_a_connection_that_keeps_dropping_gives_up(server, cutti
                 list(source.fetch_many(remote_dir, sorted(files), tmp_path / "work"))
     assert isinstance(caught.value, Transient)
     assert not [p.name for p in (tmp_path / "work").iterdir() if p.name.endswith(".part")]
+
+
+def test_a_caller_that_stops_early_leaves_the_source_usable(exchange, tmp_path):
+    files = batch(200)
+    serve(exchange.disk_dir(OUTBOX), files)
+    names = sorted(files)
+    with exchange.source() as source:
+        source.list(exchange.remote_dir(OUTBOX))
+        many = source.fetch_many(exchange.remote_dir(OUTBOX), names, tmp_path / "many")
+        first = [next(many) for _ in range(3)]
+        many.close()        # files still in flight: their answers are not waited for
+        again = source.fetch(exchange.remote_dir(OUTBOX), names[150], tmp_path / "one")
+    assert [f.name for f in first] == names[:3]
+    assert again.local_path.read_bytes() == files[names[150]]
+    assert not [p.name for p in (tmp_path / "many").iterdir() if p.name.endswith(".part")]
