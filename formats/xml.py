@@ -6,6 +6,11 @@ so does a file larger than `MAX_BYTES` or nested deeper than `MAX_DEPTH`. The en
 prolog declares (it must be one of the layout's `options["encodings"]`); the bytes are decoded with Python's
 codec (expat itself knows no GBK) and a file that does not decode is refused (`EncodingError`).
 
+A document in the layout's plain form (what `render` writes: every record with all its fields in order, plain
+leaf texts; a night's packs all are) is matched whole by regular expressions built once per layout, with no
+Python call per element; such a document is well-formed and safe by its form. Any other document is read by
+expat's handlers, which refuse it or say what is wrong; both ways give the same records (tests/formats).
+
 Each record of the layout sits at its element path below the root (`at`, e.g. `MSG/Payment3102`); a header or
 trailer record occurs once, the detail record any number of times, one record per element. A field is the text
 of the child element of its name; a `Repeated` field collects the items of a list element. `_line` is the line
@@ -16,7 +21,10 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import Callable
 from xml.parsers import expat
 
 import pyarrow as pa
@@ -58,8 +66,8 @@ def declared_encoding(data: bytes, file_name: str = "") -> str:
     return m.group(1).decode("ascii")
 
 
-def _as_utf8(data: bytes, file_name: str, encodings: tuple[str, ...]) -> tuple[bytes, str]:
-    """Bytes -> (the document re-encoded as UTF-8, declared encoding), refusing a file too large, declaring an
+def _decode(data: bytes, file_name: str, encodings: tuple[str, ...]) -> tuple[str, str]:
+    """Bytes -> (the document's text, declared encoding), refusing a file too large, declaring an
     encoding the message may not use, or not decoding as declared."""
     if len(data) > MAX_BYTES:
         raise UnsafeXml(file_name, "the XML file is larger than the limit", expected=f"<= {MAX_BYTES} bytes",
@@ -74,11 +82,11 @@ def _as_utf8(data: bytes, file_name: str, encodings: tuple[str, ...]) -> tuple[b
         line = data[: e.start].count(b"\n") + 1
         raise EncodingError(file_name, f"the file does not decode as its declared {encoding}", line=line,
                             expected=encoding, found=data[e.start:e.start + 4]) from None
-    return text.encode("utf-8"), encoding
+    return text, encoding
 
 
 def _safe_parser(file_name: str) -> expat.XMLParserType:
-    """An expat parser of UTF-8 (the prolog's name is overridden: `_as_utf8` re-encoded the text) that refuses a
+    """An expat parser of UTF-8 (the prolog's name is overridden: `read` re-encoded the text) that refuses a
     DTD, an entity declaration or an external entity reference the moment it meets one."""
     parser = expat.ParserCreate("utf-8")
 
@@ -135,14 +143,179 @@ class _Found:
         return row
 
 
+@dataclass
+class _Elements:
+    """The elements of one record type: per element its line, per field the column of its texts (a `Repeated`
+    field: per element the list of its items' {element: text}), and `raw_of(i)`, element i as quarantined."""
+
+    lines: list[int]
+    columns: list[list]
+    raw_of: Callable[[int], bytes]
+
+
+def _gather_plain(text: str, layout: FileLayout) -> tuple[tuple[str, int], list[_Elements]] | None:
+    """`_gather` for a document in the layout's plain form, ten times faster: None for any other document, which
+    `_gather` then reads (and says what is wrong with it, if anything).
+
+    The plain form is the one `render` writes, whitespace between elements aside: the prolog, then every record
+    in layout order under its parents, each with all its fields in order (a list field: items with all theirs),
+    leaf texts holding no character reference, no entity but the five predefined ones, no character XML refuses,
+    no lone CR. Such a document is well-formed, has no DTD, no entity to expand and the layout's depth; one
+    regular expression matches it whole, another finds each detail record's field texts: no Python call per
+    element. `text` is the decoded document (positions are characters; `_raw` wants UTF-8 bytes)."""
+    form = _plain_form(layout)
+    whole = form.document.fullmatch(text)
+    if whole is None or "]]>" in text or text.count("\r") != text.count("\r\n"):
+        return None
+    line_of = _Lines(text)
+    utf8 = _Utf8(text)
+    gathered = []
+    for rec, group in zip(layout.records, form.groups):
+        if rec.kind != "detail":
+            fields = [whole.group(group + 1 + j) for j in range(len(rec.fields))]
+            starts, ends = [whole.start(group)], [whole.end(group)]
+            columns = [[_leaf(v)] for v in fields]
+        else:
+            matches = list(form.details[rec.name].finditer(text, whole.start(group), whole.end(group)))
+            starts, ends = [m.start() for m in matches], [m.end() for m in matches]
+            texts = list(zip(*(m.groups() for m in matches))) or [()] * len(rec.fields)
+            columns = [[_items(v, form.items[f.name]) for v in col] if isinstance(f.type, Repeated)
+                       else _leaves(col) for f, col in zip(rec.fields, texts)]
+        tag = rec.at.rsplit("/", 1)[-1]
+        gathered.append(_Elements(
+            [line_of(s) for s in starts], columns,
+            lambda i, starts=starts, ends=ends, tag=tag: _raw(utf8.bytes, utf8.at(starts[i]),
+                                                             utf8.at(ends[i] - len(tag) - 3), tag)))
+    root = whole.start("root")
+    return (layout.options.get("root", "root"), line_of(root)), gathered
+
+
+@dataclass
+class _PlainForm:
+    document: re.Pattern             # the whole document; group `groups[k]` is record k (a detail: all of them)
+    groups: list[int]
+    details: dict[str, re.Pattern]   # one detail record, a group per field (a list field: its items)
+    items: dict[str, tuple[re.Pattern, tuple[str, ...]]]   # one item of a list field, a group per item field
+
+
+_FORMS: dict[int, tuple[FileLayout, _PlainForm]] = {}
+_S = r"[ \t\r\n]*+"                                  # XML's white space between elements
+_CHARS = r"[^<&\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]*+"    # text but what XML refuses
+_TEXT = f"{_CHARS}(?:&(?:amp|lt|gt|quot|apos);{_CHARS})*+"                     # and the five entities
+
+
+def _plain_form(layout: FileLayout) -> _PlainForm:
+    """The expressions of the layout's plain form (made once per layout)."""
+    known = _FORMS.get(id(layout))
+    if known is not None and known[0] is layout:
+        return known[1]
+
+    def element(tag: str, inner: str) -> str:
+        return f"{_S}<{re.escape(tag)}>{inner}{_S}</{re.escape(tag)}>"
+
+    def leaf(tag: str, capture: bool) -> str:
+        return f"{_S}<{re.escape(tag)}>({'' if capture else '?:'}{_TEXT})</{re.escape(tag)}>"
+
+    def record(rec: Record, capture: bool) -> str:
+        return element(rec.at.rsplit("/", 1)[-1], "".join(
+            element(f.element, f"({'' if capture else '?:'}(?:{item(f.type, False)})*+)")
+            if isinstance(f.type, Repeated) else leaf(f.element, capture) for f in rec.fields))
+
+    def item(t: Repeated, capture: bool) -> str:
+        return element(t.item, "".join(leaf(g.element, capture) for g in t.record.fields))
+
+    root = re.escape(layout.options.get("root", "root"))
+    parts = [r'<\?xml version="1\.0" encoding="[A-Za-z][A-Za-z0-9._-]*"\?>', f"{_S}(?P<root><){root}>"]
+    open_path: list[str] = []
+    groups, group = [], 1
+    for rec in layout.records:
+        *parents, _ = rec.at.split("/")
+        while open_path and open_path != parents[: len(open_path)]:
+            parts.append(f"{_S}</{re.escape(open_path.pop())}>")
+        for p in parents[len(open_path):]:
+            parts.append(f"{_S}<{re.escape(p)}>")
+            open_path.append(p)
+        group += 1
+        groups.append(group)
+        if rec.kind == "detail":
+            parts.append(f"((?:{record(rec, False)})*+)")
+        else:
+            parts.append(f"{_S}({record(rec, True).removeprefix(_S)})")
+            group += len(rec.fields)
+    parts += [f"{_S}</{re.escape(p)}>" for p in reversed(open_path)] + [f"{_S}</{root}>{_S}"]
+    form = _PlainForm(re.compile("".join(parts)), groups,
+                      {r.name: re.compile(record(r, True).removeprefix(_S)) for r in layout.records if r.kind == "detail"},
+                      {f.name: (re.compile(item(f.type, True).removeprefix(_S)),
+                                tuple(g.element for g in f.type.record.fields)) for r in layout.records for f in r.fields if isinstance(f.type, Repeated)})
+    _FORMS[id(layout)] = (layout, form)
+    return form
+
+
+def _leaf(raw: str) -> str:
+    """A leaf's text as expat gives it (line ends normalised, the five entities replaced), trimmed."""
+    if "\r" in raw:
+        raw = raw.replace("\r\n", "\n")
+    if "&" in raw:
+        raw = raw.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"').replace("&apos;", "'") \
+            .replace("&amp;", "&")
+    return raw.strip()
+
+
+def _leaves(raws: tuple[str, ...]) -> list[str]:
+    """`_leaf` of each text of a column; most are plain (no CR, no entity), so checked for it once."""
+    joined = "".join(raws)
+    if "\r" in joined or "&" in joined:
+        return [_leaf(v) for v in raws]
+    return [v.strip() for v in raws]
+
+
+def _items(raw: str, item: tuple[re.Pattern, tuple[str, ...]]) -> list[dict]:
+    """A list field's items, as `_gather` keeps them: per item {element: text}."""
+    pattern, elements = item
+    return [dict(zip(elements, map(_leaf, m))) for m in pattern.findall(raw)]
+
+
+class _Lines:
+    """Line numbers of character positions met in increasing order, counting only what lies between."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.at, self.line = text, 0, 1
+
+    def __call__(self, position: int) -> int:
+        if position < self.at:
+            self.at, self.line = 0, 1
+        self.line += self.text.count("\n", self.at, position)
+        self.at = position
+        return self.line
+
+
+class _Utf8:
+    """The document as UTF-8 bytes, and character positions as byte positions, made when first asked (for the raw
+    bytes of a quarantined record); positions met in increasing order cost only what lies between."""
+
+    def __init__(self, text: str) -> None:
+        self.text, self.char, self.byte = text, 0, 0
+
+    @cached_property
+    def bytes(self) -> bytes:
+        return self.text.encode("utf-8")
+
+    def at(self, position: int) -> int:
+        if position < self.char:
+            self.char, self.byte = 0, 0
+        self.byte += len(self.text[self.char:position].encode("utf-8"))
+        self.char = position
+        return self.byte
+
+
 # What an open element is to the records being gathered (a list of roles, or None: nothing).
 _RECORD, _FIELD, _LIST, _ITEM, _ITEM_FIELD = range(5)
 
 
-def _gather(text: bytes, file_name: str, layout: FileLayout) -> tuple[tuple[str, int], list[_Found]]:
-    """Read the UTF-8 document once with expat: (root tag and line, per layout record its elements' texts).
+def _gather(text: bytes, file_name: str, layout: FileLayout) -> tuple[tuple[str, int], list[_Elements]]:
+    """Read the UTF-8 document once with expat: (root tag and line, per layout record its elements).
 
-    No tree is built: each element's role (a record, one of its fields, a list, an item, an item's field) is
+    The reader of any document, and the one that says what is wrong with a bad one. No tree is built: each element's role (a record, one of its fields, a list, an item, an item's field) is
     decided when it opens, and its direct text is kept only when a field needs it."""
     parser = _safe_parser(file_name)
     found = [_Found(rec) for rec in layout.records]
@@ -223,7 +396,9 @@ def _gather(text: bytes, file_name: str, layout: FileLayout) -> tuple[tuple[str,
     parser.EndElementHandler = end
     parser.CharacterDataHandler = data
     _run(parser, text, file_name)
-    return root[0], found
+    return root[0], [_Elements(f.lines, list(zip(*f.rows)) or [[]] * len(f.rec.fields),
+                               lambda i, f=f: _raw(text, f.starts[i], f.ends[i], f.rec.at.rsplit("/", 1)[-1]))
+                     for f in found]
 
 
 # An element's start tag (attribute values may hold ">"); group 1 is "/" for an empty-element tag.
@@ -258,8 +433,9 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
     encoding (the bank answers in it)."""
     path = Path(path)
     data = path.read_bytes()
-    text, encoding = _as_utf8(data, path.name, tuple(layout.options.get("encodings", (layout.encoding,))))
-    (root_tag, root_line), found = _gather(text, path.name, layout)
+    text, encoding = _decode(data, path.name, tuple(layout.options.get("encodings", (layout.encoding,))))
+    # expat reads UTF-8 (its own name for the encoding overridden), and knows no GBK
+    (root_tag, root_line), found = _gather_plain(text, layout) or _gather(text.encode("utf-8"), path.name, layout)
     expected_root = layout.options.get("root")
     if expected_root and root_tag != expected_root:
         raise StructureError(path.name, "wrong root element", line=root_line, expected=expected_root,
@@ -268,19 +444,14 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
     detail = layout.detail
     table, q = None, None
     for rec, f in zip(layout.records, found):
-        tag = rec.at.rsplit("/", 1)[-1]
-
-        def raw_of(i: int, f=f, tag=tag) -> bytes:
-            return _raw(text, f.starts[i], f.ends[i], tag)
-
         if rec.kind == "detail":
-            if f.rows:
-                table, q = type_values(list(zip(*f.rows)), f.lines, raw_of, rec, layout, path.name)
+            if f.lines:
+                table, q = type_values(f.columns, f.lines, f.raw_of, rec, layout, path.name)
             continue
-        if len(f.rows) != 1:
+        if len(f.lines) != 1:
             raise StructureError(path.name, f"the message must have exactly one {rec.at} element"
-                                 + (" (missing)" if not f.rows else ""), expected=1, found=len(f.rows))
-        t, bad = type_values(list(zip(*f.rows)), f.lines, raw_of, rec, layout, path.name)
+                                 + (" (missing)" if not f.lines else ""), expected=1, found=len(f.lines))
+        t, bad = type_values(f.columns, f.lines, f.raw_of, rec, layout, path.name)
         if bad is not None:
             b = bad.to_pylist()[0]
             raise StructureError(path.name, f"{rec.at}/{b['_field']} is unreadable", line=b["_line"],
