@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Callable
 from xml.parsers import expat
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from formats._rows import column_values, render_texts, type_values
-from formats.errors import EncodingError, StructureError, UnsafeXml, UnwritableValue
+from formats.errors import EncodingError, FormatError, StructureError, UnsafeXml, UnwritableValue
 from formats.flag import Flag
-from formats.layout import FileLayout, Record, Repeated
-from formats.result import Batch, ReadResult, Totals, empty_quarantine
+from formats.layout import Const, FileLayout, Record, Repeated, Text
+from formats.result import Batch, OutFile, ReadResult, Totals, empty_quarantine
 
 MAX_BYTES = 256 << 20      # a TIPS pack is at most tens of thousands of payments: a few MB
 MAX_DEPTH = 16             # CFX nests 5 deep; anything far deeper is an attack or a wrong file
@@ -468,70 +469,138 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
 # --- writing --------------------------------------------------------------------------------------------------
 
 
+def render(layout: FileLayout, records: pa.Table, header: dict | None = None, trailer: dict | None = None,
+           encoding: str | None = None) -> bytes:
+    """The bytes `write` would write: prolog, root, records in layout order, two-space indent, CRLF."""
+    out = OutFile(Path(), 0, records.num_rows, header, trailer, {"encoding": encoding} if encoding else {})
+    return _encoded(layout, _documents(layout, records, [out])[0], out)
+
+
+def write_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> None:
+    """Write many messages of one layout, each atomically as `write` does: file k's detail elements are
+    `records.slice(files[k].offset, files[k].length)`, its header and trailer values and `encoding=` its own.
+
+    Every field is rendered once over the whole table (a night's returns: 1,000 files of 100 rows), then cut per
+    file. A value that cannot be written raises as `write` a file would (its row counted in its file, the files
+    before it written): then the files are written one by one."""
+    try:
+        documents = _documents(layout, records, files)
+    except (FormatError, pa.ArrowException):
+        if [(out.offset, out.length) for out in files] == [(0, records.num_rows)]:
+            raise
+        for out in files:   # the first file whose value cannot be written raises, as one write a file would
+            write_files(layout, records.slice(out.offset, out.length), [replace(out, offset=0)])
+        return
+    for out, document in zip(files, documents):
+        path = Path(out.path)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(_encoded(layout, document, out))
+        os.replace(tmp, path)
+
+
+def _encoded(layout: FileLayout, document: str, out: OutFile) -> bytes:
+    encoding = out.options.get("encoding") or layout.encoding.upper()
+    try:
+        return document.encode(encoding)
+    except UnicodeEncodeError as e:
+        raise UnwritableValue(layout.name, "?", document[e.start:e.end], f"not representable in {encoding}") \
+            from None
+
+
+def _documents(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> list[str]:
+    """The text of each file's message: records under their parent elements in layout order."""
+    root = layout.options.get("root", "root")
+    documents = [[f'<?xml version="1.0" encoding="{out.options.get("encoding") or layout.encoding.upper()}"?>\r\n'
+                  f"<{root}>\r\n"] for out in files]
+    open_path: list[str] = []
+
+    def move_to(parents: list[str]) -> None:
+        lines = []
+        while open_path and open_path != parents[: len(open_path)]:
+            lines.append("  " * len(open_path) + f"</{open_path.pop()}>\r\n")
+        for p in parents[len(open_path):]:
+            lines.append("  " * (len(open_path) + 1) + f"<{p}>\r\n")
+            open_path.append(p)
+        for document in documents:
+            document += lines
+
+    for rec in layout.records:
+        *parents, _ = rec.at.split("/")
+        move_to(parents)
+        if rec.kind == "detail":
+            elements = _elements(rec, records, len(parents) + 1, layout)
+            for document, out in zip(documents, files):
+                document += elements[out.offset:out.offset + out.length]
+            continue
+        values = [out.header if rec.kind == "header" else out.trailer for out in files]
+        if any(v is None for v in values):
+            raise UnwritableValue(rec.name, "*", None, f"no {rec.kind} values given")
+        for document, element in zip(documents, _elements(rec, _one_row_each(values, rec), len(parents) + 1,
+                                                          layout)):
+            document.append(element)
+    move_to([])
+    return ["".join(document) + f"</{root}>\r\n" for document in documents]
+
+
+def _one_row_each(values: list[dict], rec: Record) -> pa.Table:
+    """The header (or trailer) values of many files as one table, a row a file: a missing Const is its constant,
+    a missing Text null, any other missing field refused (as `column_values` does for one file)."""
+    columns = {}
+    for f in rec.fields:
+        if all(f.name in v for v in values):
+            columns[f.name] = pa.array([v.get(f.name) for v in values], f.type.arrow_type)
+        elif isinstance(f.type, (Const, Text)):
+            columns[f.name] = pa.array([v[f.name] if f.name in v else f.type.value if isinstance(f.type, Const)
+                                        else None for v in values], f.type.arrow_type)
+        else:
+            raise UnwritableValue(rec.name, f.name, None, "no value given (missing column)")
+    return pa.table(columns)
+
+
+def _elements(rec: Record, source: pa.Table, depth: int, layout: FileLayout) -> list[str]:
+    """Each row of `source` as its element's lines (CRLF-ended), every field rendered and escaped once over all
+    rows; a list field's items (only a 3102 request has them) one by one."""
+    pad, tag, n = "  " * depth, rec.at.rsplit("/", 1)[-1], source.num_rows
+    lines: list = [f"{pad}<{tag}>\r\n"]
+    repeated = []
+    for f in rec.fields:
+        values = column_values(source, f, rec, n)
+        if isinstance(f.type, Repeated):
+            repeated.append((len(lines), f, values.to_pylist()))
+            lines.append(None)
+            continue
+        texts = pa.array(render_texts(values, f, rec, layout), pa.string()).fill_null("")
+        lines.append(pc.binary_join_element_wise(f"{pad}  <{f.element}>", _escaped(texts), f"</{f.element}>\r\n",
+                                                 ""))
+    for at, f, items in repeated:
+        lines[at] = pa.array(["".join(_item_lines(f, row_items, depth + 1, layout)) for row_items in items],
+                             pa.string())
+    lines.append(f"{pad}</{tag}>\r\n")
+    return pc.binary_join_element_wise(*lines, "").to_pylist() if n else []
+
+
+def _escaped(texts: pa.Array) -> pa.Array:
+    for char, entity in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+        texts = pc.replace_substring(texts, char, entity)
+    return texts
+
+
 def _escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render(layout: FileLayout, records: pa.Table, header: dict | None = None, trailer: dict | None = None,
-           encoding: str | None = None) -> bytes:
-    """The bytes `write` would write: prolog, root, records in layout order, two-space indent, CRLF."""
-    encoding = encoding or layout.encoding.upper()
-    root = layout.options.get("root", "root")
-    # (path of parent elements) -> lines; records sharing a parent (MSG) are written in layout order under it
-    lines = [f'<?xml version="1.0" encoding="{encoding}"?>', f"<{root}>"]
-    open_path: list[str] = []
-
-    def move_to(parents: list[str]) -> None:
-        while open_path and open_path != parents[: len(open_path)]:
-            lines.append("  " * len(open_path) + f"</{open_path.pop()}>")
-        for p in parents[len(open_path):]:
-            lines.append("  " * (len(open_path) + 1) + f"<{p}>")
-            open_path.append(p)
-
-    for rec in layout.records:
-        *parents, tag = rec.at.split("/")
-        move_to(parents)
-        if rec.kind == "detail":
-            source, n = records, records.num_rows
-        else:
-            source = header if rec.kind == "header" else trailer
-            if source is None:
-                raise UnwritableValue(rec.name, "*", None, f"no {rec.kind} values given")
-            n = 1
-        depth = len(parents) + 1
-        columns = {}
-        for f in rec.fields:
-            values = column_values(source, f, rec, n)
-            columns[f.name] = values.to_pylist() if isinstance(f.type, Repeated) else render_texts(values, f, rec,
-                                                                                                    layout)
-        for i in range(n):
-            lines.append("  " * depth + f"<{tag}>")
-            for f in rec.fields:
-                lines += _field_lines(f, columns[f.name][i], depth + 1, rec, layout)
-            lines.append("  " * depth + f"</{tag}>")
-    move_to([])
-    lines.append(f"</{root}>")
-    text = "\r\n".join(lines) + "\r\n"
-    try:
-        return text.encode(encoding)
-    except UnicodeEncodeError as e:
-        raise UnwritableValue(layout.name, "?", text[e.start:e.end], f"not representable in {encoding}") from None
-
-
-def _field_lines(f, value, depth: int, rec: Record, layout: FileLayout) -> list[str]:
+def _item_lines(f, items: list | None, depth: int, layout: FileLayout) -> list[str]:
     pad = "  " * depth
-    if isinstance(f.type, Repeated):
-        out = [pad + f"<{f.element}>"]
-        sub = f.type.record
-        for item in value or []:
-            out.append(pad + f"  <{f.type.item}>")
-            for g in sub.fields:
-                text = render_texts(pa.array([item.get(g.name)], g.type.arrow_type), g, sub, layout)[0]
-                out.append(pad + f"    <{g.element}>{_escape(text or '')}</{g.element}>")
-            out.append(pad + f"  </{f.type.item}>")
-        out.append(pad + f"</{f.element}>")
-        return out
-    return [pad + f"<{f.element}>{_escape(value or '')}</{f.element}>"]
+    out = [pad + f"<{f.element}>\r\n"]
+    sub = f.type.record
+    for item in items or []:
+        out.append(pad + f"  <{f.type.item}>\r\n")
+        for g in sub.fields:
+            text = render_texts(pa.array([item.get(g.name)], g.type.arrow_type), g, sub, layout)[0]
+            out.append(pad + f"    <{g.element}>{_escape(text or '')}</{g.element}>\r\n")
+        out.append(pad + f"  </{f.type.item}>\r\n")
+    out.append(pad + f"</{f.element}>\r\n")
+    return out
 
 
 def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None = None,
@@ -541,9 +610,6 @@ def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None
     `header` is the merged dict of the header records' fields (as `read` returns it); `encoding` is the one to
     declare and write in (the request's, for a reply), by default the layout's. The same input always gives the
     same bytes."""
-    path = Path(path)
-    data = render(layout, records, header, trailer, encoding)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_files(layout, records, [OutFile(Path(path), 0, records.num_rows, header, trailer,
+                                          {"encoding": encoding} if encoding else {})])
     return records.num_rows
