@@ -30,13 +30,15 @@ import zlib
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from formats._rows import column_values, render_texts, type_values
+from formats._rows import column_values, render_column, rows_of_files, type_values, value_bytes, write_rendered
 from formats.errors import StructureError, UnsafeXml, UnwritableValue
 from formats.flag import Flag
 from formats.layout import Code, Const, Date8, Digits, Field, FileLayout, Int, Record, Text, Yuan
-from formats.result import Batch, ReadResult, Totals, empty_quarantine
+from formats.result import Batch, OutFile, ReadResult, Totals, empty_quarantine
 
 _TEXT_TYPES = (Text, Const, Code, Digits)
 MAX_UNPACKED_BYTES = 64 << 20   # a payroll batch of ten thousand rows is a few MB of sheet XML
@@ -423,18 +425,58 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
 
 
 # --- writing --------------------------------------------------------------------------------------------------
+#
+# The workbook is written part by part, as the minimal SpreadsheetML package: one worksheet of inline strings and
+# numbers, three cell styles (0 general, 1 text `@`, 2 amounts `0.00`). The cells are those openpyxl wrote before
+# (same values, same types, numbers in openpyxl's "%.16g" form), so a workbook reads back as it did.
 
-
-def _cell_value(f: Field, text: str | None):
-    """A typed value -> what goes into the cell: text for text fields, a number for numbers (amounts as
-    Decimal, written as their exact decimal text)."""
-    if text is None:
-        return None
-    if isinstance(f.type, Yuan):
-        return Decimal(text)
-    if isinstance(f.type, Int):
-        return int(text)
-    return text
+_TEXT_STYLE, _AMOUNT_STYLE = ' s="1"', ' s="2"'
+_MAX_CELL_CHARS = 32767                                       # what an Excel cell holds
+_ILLEGAL = "[\x00-\x08\x0b\x0c\x0e-\x1f]"                    # characters XML 1.0 cannot carry
+_CONTENT_TYPES = (
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    f'<Override PartName="/xl/workbook.xml" ContentType="{_SHEET_TYPE % "sheet.main"}"/>'
+    f'<Override PartName="/xl/worksheets/sheet1.xml" ContentType="{_SHEET_TYPE % "worksheet"}"/>'
+    f'<Override PartName="/xl/styles.xml" ContentType="{_SHEET_TYPE % "styles"}"/>'
+    '<Override PartName="/docProps/core.xml" ContentType="application/vnd.openxmlformats-package.core-properties+xml"/>'
+    '</Types>')
+_ROOT_RELS = (
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" '
+    'Target="xl/workbook.xml"/>'
+    '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/package/2006/relationships/metadata/core-properties" '
+    'Target="docProps/core.xml"/>'
+    '</Relationships>')
+_CORE = (
+    '<cp:coreProperties xmlns:cp="http://schemas.openxmlformats.org/package/2006/metadata/core-properties" '
+    'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:dcterms="http://purl.org/dc/terms/" '
+    'xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><dc:creator>duizhang</dc:creator>'
+    '<dcterms:created xsi:type="dcterms:W3CDTF">{stamp}</dcterms:created>'
+    '<dcterms:modified xsi:type="dcterms:W3CDTF">{stamp}</dcterms:modified>'
+    '<cp:lastModifiedBy>duizhang</cp:lastModifiedBy></cp:coreProperties>')
+_WORKBOOK = (
+    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+    '<sheets><sheet name="{sheet}" sheetId="1" r:id="rId1"/></sheets></workbook>')
+_WORKBOOK_RELS = (
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+    'Target="worksheets/sheet1.xml"/>'
+    '<Relationship Id="rId2" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/styles" '
+    'Target="styles.xml"/>'
+    '</Relationships>')
+_STYLES = (
+    '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+    '<fonts count="1"><font><sz val="11"/><name val="Calibri"/></font></fonts>'
+    '<fills count="2"><fill><patternFill patternType="none"/></fill><fill><patternFill patternType="gray125"/></fill>'
+    '</fills><borders count="1"><border><left/><right/><top/><bottom/><diagonal/></border></borders>'
+    '<cellStyleXfs count="1"><xf numFmtId="0" fontId="0" fillId="0" borderId="0"/></cellStyleXfs>'
+    '<cellXfs count="3"><xf numFmtId="0" fontId="0" fillId="0" borderId="0" xfId="0"/>'
+    '<xf numFmtId="49" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/>'
+    '<xf numFmtId="2" fontId="0" fillId="0" borderId="0" xfId="0" applyNumberFormat="1"/></cellXfs>'
+    '<cellStyles count="1"><cellStyle name="Normal" xfId="0" builtinId="0"/></cellStyles></styleSheet>')
 
 
 def _business_date(path: Path, business_date: dt.date | None) -> dt.date:
@@ -448,71 +490,182 @@ def _business_date(path: Path, business_date: dt.date | None) -> dt.date:
     return dt.datetime.strptime(m.group(1), "%Y%m%d").date()
 
 
-def render(layout: FileLayout, records: pa.Table, header: dict | None, trailer: dict | None,
-           business_date: dt.date) -> bytes:
-    """The bytes `write` would write for `business_date`."""
-    from openpyxl import Workbook
-    from openpyxl.writer.excel import ExcelWriter
+def _letters(col: int) -> str:
+    """0-based column index -> its letters."""
+    out = ""
+    col += 1
+    while col:
+        col, rem = divmod(col - 1, 26)
+        out = chr(65 + rem) + out
+    return out
 
-    wb = Workbook()
-    ws = wb.active
-    ws.title = layout.options["sheet"]
-    stamp = dt.datetime.combine(business_date, dt.time(0, 0, 0))
-    wb.properties.created = stamp
-    wb.properties.modified = stamp
-    wb.properties.creator = "duizhang"
-    wb.properties.lastModifiedBy = "duizhang"
 
-    def put(row: int, col: int, f: Field, text: str | None) -> None:
-        cell = ws.cell(row=row, column=col + 1, value=_cell_value(f, text))
-        if isinstance(f.type, Yuan):
-            cell.number_format = "0.00"
-        elif isinstance(f.type, _TEXT_TYPES):
-            cell.number_format = "@"   # text cells stay text when a clerk edits them
-            if text:
-                cell.data_type = "s"   # a name starting with "=" is text, never a formula openpyxl would make it
+def _cells(texts: pa.Array, f: Field, rec: Record, refs: pa.Array) -> pa.Array:
+    """The `<c>` element of each rendered text at its reference: a number field's as a number (amounts styled
+    `0.00`), any other as an inline string (styled `@` for a text field: it stays text when a clerk edits it),
+    never a formula, whatever it starts with; a null as an empty cell."""
+    if isinstance(f.type, (Yuan, Int)):
+        numbers = pa.array(["%.16g" % float(t) if t is not None else None for t in texts.to_pylist()], pa.string())
+        start = pc.binary_join_element_wise('<c r="', refs, '"' + (_AMOUNT_STYLE if isinstance(f.type, Yuan) else "")
+                                            + ' t="n"', "")
+        full = pc.binary_join_element_wise(start, "><v>", numbers, "</v></c>", "")
+        return pc.coalesce(full, pc.binary_join_element_wise(start, "/>", ""))
+    if len(texts) and (texts.null_count < len(texts)):
+        illegal = pc.fill_null(pc.match_substring_regex(texts, _ILLEGAL), False)
+        long = pc.fill_null(pc.greater(pc.utf8_length(texts), _MAX_CELL_CHARS), False)
+        for bad, why in ((illegal, "holds a control character, which a workbook cannot hold"),
+                         (long, f"is longer than a cell holds ({_MAX_CELL_CHARS} characters)")):
+            if pc.any(bad).as_py():
+                row = pc.index(bad, True).as_py()
+                raise UnwritableValue(rec.name, f.name, texts[row].as_py(), why, row)
+    start = pc.binary_join_element_wise('<c r="', refs, '"' + (_TEXT_STYLE if isinstance(f.type, _TEXT_TYPES) else ""),
+                                        "")
+    escaped = pc.replace_substring(pc.replace_substring(pc.replace_substring(texts, "&", "&amp;"), "<", "&lt;"),
+                                   ">", "&gt;")
+    stripped = pc.utf8_trim_whitespace(texts)
+    keep_spaces = pc.and_(pc.not_equal(stripped, texts), pc.not_equal(stripped, ""))
+    space = pc.if_else(keep_spaces, ' xml:space="preserve"', "")
+    full = pc.binary_join_element_wise(start, ' t="inlineStr"><is><t', space, ">", escaped, "</t></is></c>", "")
+    empty = pc.binary_join_element_wise(start, ' t="inlineStr"/>', "")
+    none = pc.binary_join_element_wise(start, ' t="n"/>', "")
+    return pc.if_else(pc.is_null(texts), none, pc.if_else(pc.equal(texts, ""), empty, full))
 
-    for rec in layout.records:
-        if rec.kind not in ("header", "heading"):
-            continue
-        if rec.kind == "header" and header is None:
-            raise UnwritableValue(rec.name, "*", None, "no header values given")
-        for f in rec.fields:
+
+def _given(rec: Record, values: list[dict | None], n: int) -> pa.Table | None:
+    """The header (or trailer) values of `n` files as one table; a field none of them gives is left out (its
+    constant, an empty text or the missing-value error come from `column_values`)."""
+    if rec.kind == "heading":
+        return None
+    missing = next((k for k, v in enumerate(values) if v is None), None)
+    if missing is not None:
+        raise UnwritableValue(rec.name, "*", None, f"no {rec.kind} values given")
+    cols = {}
+    for f in rec.fields:
+        given = [f.name in v for v in values]
+        if all(given):
+            cols[f.name] = pa.array([v[f.name] for v in values], type=f.type.arrow_type)
+        elif any(given):
+            cols[f.name] = pa.concat_arrays([column_values(v, f, rec, 1).cast(f.type.arrow_type) for v in values])
+    return pa.table(cols) if cols else pa.table({"_": pa.nulls(n)})
+
+
+def _fixed_cells(layout: FileLayout, rec: Record, values: list[dict | None], rows: list[int] | None
+                 ) -> list[list[tuple[int, int, str]]]:
+    """Per file, the (row, column, `<c>`) of a header, heading or trailer record: a header's and heading's cells
+    at their references, a trailer's in columns A.. of the file's row `rows[k]`."""
+    n = len(values)
+    table = _given(rec, values, n)
+    out = [[] for _ in range(n)]
+    for c, f in enumerate(rec.fields):
+        if rows is None:
             c, r = _col_row(f.at)
-            put(r, c, f, render_texts(column_values(header if rec.kind == "header" else None, f, rec, 1), f, rec,
-                                      layout)[0])
-    row = int(layout.options.get("first_row", 2))
+            at = [r] * n
+        else:
+            at = rows
+        texts = render_column(column_values(table, f, rec, n), f, rec, layout)
+        refs = pa.array([f"{_letters(c)}{r}" for r in at], pa.string())
+        for k, cell in enumerate(_cells(texts, f, rec, refs).to_pylist()):
+            out[k].append((at[k], c, cell))
+    return out
+
+
+def _row_xml(cells: list[tuple[int, int, str]]) -> str:
+    """Rows of cells given as (row, column, `<c>`), in order."""
+    out, row = [], None
+    for r, _, cell in sorted(cells):
+        if r != row:
+            out.append(("</row>" if row is not None else "") + f'<row r="{r}">')
+            row = r
+        out.append(cell)
+    return "".join(out) + ("</row>" if row is not None else "")
+
+
+def _render_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> list[bytes]:
+    """The bytes of each workbook: the detail rows of all files rendered in one pass, cut per file."""
+    first_row = int(layout.options.get("first_row", 2))
     detail = layout.detail
-    columns = [render_texts(column_values(records, f, detail, records.num_rows), f, detail, layout)
-               for f in detail.fields]
-    for i in range(records.num_rows):
-        for c, f in enumerate(detail.fields):
-            put(row, c, f, columns[c][i])
-        row += 1
-    for rec in layout.records:
-        if rec.kind == "trailer":
-            if trailer is None:
-                raise UnwritableValue(rec.name, "*", None, "no trailer values given")
-            for c, f in enumerate(rec.fields):
-                put(row, c, f, render_texts(column_values(trailer, f, rec, 1), f, rec, layout)[0])
+    lengths = np.array([f.length for f in files], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    fixed: list[list[tuple[int, int, str]]] = [[] for _ in files]
+    for rec in layout.records:  # in the layout's order, which is the order of the errors a bad value raises
+        if rec.kind == "detail":
+            details = rows_of_files(records, files)
+            # each detail row's number in its own sheet
+            numbers = np.arange(details.num_rows, dtype=np.int64) - np.repeat(starts[:-1], lengths) + first_row
+            row_numbers = pa.array(numbers).cast(pa.string())
+            cells = [_cells(render_column(column_values(details, f, detail, details.num_rows), f, detail, layout),
+                            f, detail, pc.binary_join_element_wise(_letters(c), row_numbers, ""))
+                     for c, f in enumerate(detail.fields)]
+            rows = pc.binary_join_element_wise('<row r="', row_numbers, '">', *cells, "</row>", "")
+            continue
+        given = [f.header if rec.kind == "header" else f.trailer if rec.kind == "trailer" else None for f in files]
+        at = [first_row + f.length for f in files] if rec.kind == "trailer" else None
+        for k, cells_of in enumerate(_fixed_cells(layout, rec, given, at)):
+            fixed[k].extend(cells_of)
+    width = max([len(detail.fields)] + [c + 1 for cells_of in fixed for _, c, _ in cells_of])
+    out = []
+    for k, f in enumerate(files):
+        head = [cell for cell in fixed[k] if cell[0] < first_row]
+        tail = [cell for cell in fixed[k] if cell[0] >= first_row]
+        last = max([r for r, _, _ in fixed[k]] + [first_row + f.length - 1, 1])
+        sheet = b"".join((
+            f'<worksheet xmlns="{_MAIN[1:-1]}"><dimension ref="A1:{_letters(width - 1)}{last}"/><sheetData>'
+            f'{_row_xml(head)}'.encode(),
+            value_bytes(rows.slice(int(starts[k]), f.length)).to_pybytes() if f.length else b"",
+            f'{_row_xml(tail)}</sheetData></worksheet>'.encode()))
+        out.append(_package(layout.options["sheet"], sheet,
+                            _business_date(Path(f.path), f.options.get("business_date"))))
+    return out
+
+
+def _package(sheet_name: str, sheet: bytes, business_date: dt.date) -> bytes:
+    """The workbook's zip: every entry dated the business date (zipfile would stamp the clock), never the clock."""
+    stamp = dt.datetime.combine(business_date, dt.time(0, 0, 0))
+    parts = (("[Content_Types].xml", _CONTENT_TYPES), ("_rels/.rels", _ROOT_RELS),
+             ("docProps/core.xml", _CORE.format(stamp=f"{stamp.isoformat()}Z")),
+             ("xl/workbook.xml", _WORKBOOK.format(sheet=sheet_name.replace("&", "&amp;").replace("<", "&lt;")
+                                                  .replace('"', "&quot;"))),
+             ("xl/_rels/workbook.xml.rels", _WORKBOOK_RELS), ("xl/styles.xml", _STYLES),
+             ("xl/worksheets/sheet1.xml", sheet))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as archive:
-        ExcelWriter(wb, archive).write_data()  # not save_workbook(): it stamps `modified` with the clock
-    return _fix_zip(buf.getvalue(), stamp)
+        for name, data in parts:
+            archive.writestr(_entry(name, stamp), data.encode() if isinstance(data, str) else data)
+    return buf.getvalue()
+
+
+def _entry(name: str, stamp: dt.datetime) -> zipfile.ZipInfo:
+    """A zip entry dated `stamp` (zipfile stamps entries with the clock)."""
+    info = zipfile.ZipInfo(name, date_time=stamp.timetuple()[:6])
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o600 << 16
+    info.create_system = 0
+    return info
 
 
 def _fix_zip(data: bytes, stamp: dt.datetime) -> bytes:
-    """Rewrite a zip with every entry dated `stamp` (zipfile stamps entries with the clock)."""
+    """Rewrite a zip with every entry dated `stamp` (a workbook openpyxl wrote, elsewhere in duizhang)."""
     src = zipfile.ZipFile(io.BytesIO(data))
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
-            fixed = zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6])
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            fixed.external_attr = 0o600 << 16
-            fixed.create_system = 0
-            dst.writestr(fixed, src.read(info.filename))
+            dst.writestr(_entry(info.filename, stamp), src.read(info.filename))
     return out.getvalue()
+
+
+def render(layout: FileLayout, records: pa.Table, header: dict | None, trailer: dict | None,
+           business_date: dt.date) -> bytes:
+    """The bytes `write` would write for `business_date`."""
+    return _render_files(layout, records, [OutFile(Path("workbook.xlsx"), 0, records.num_rows, header, trailer,
+                                                   {"business_date": business_date})])[0]
+
+
+def write_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> None:
+    """Write many workbooks of `layout`, each atomically, file `k`'s details being its slice of `records`: the
+    cells of all files rendered in one pass (a few Arrow calls per field), then each file's parts zipped. A value
+    that cannot be written raises `FieldOverflow` or `UnwritableValue` as a lone `write` of its file would,
+    naming the file (`_rows.write_rendered`). Options: `business_date` (see `write`)."""
+    write_rendered(_render_files, layout, records, files)
 
 
 def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None = None,
@@ -522,9 +675,6 @@ def write(path: Path, layout: FileLayout, records: pa.Table, header: dict | None
     The timestamps inside come from `business_date`, or from the `YYYYMMDD` in the file name
     (`DF_..._20261121_01_RESULT.xlsx`); with neither, `UnwritableValue` is raised rather than using the clock.
     Text fields are written as text cells, counts as whole numbers, amounts as numbers with two decimals."""
-    path = Path(path)
-    data = render(layout, records, header, trailer, _business_date(path, business_date))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    write_files(layout, records, [OutFile(Path(path), 0, records.num_rows, header, trailer,
+                                          {"business_date": business_date})])
     return records.num_rows
