@@ -256,7 +256,7 @@ def main() -> int:
 
     night = generate(args.records, args.data, gzipped=not args.plain)
     served = night / ("served_plain" if args.plain else "served_gz")
-    workdir = args.workdir or args.data / f"work_{args.records}_{args.via}{'_plain' if args.plain else ''}"
+    workdir = (args.workdir or args.data / f"work_{args.records}_{args.via}{'_plain' if args.plain else ''}").resolve()
     shutil.rmtree(workdir, ignore_errors=True)
     wd = Workdir(workdir)
     ledger = str(night / "ledger")
