@@ -9,6 +9,9 @@ counterparty may send ``NAME.gz`` with the flag ``NAME.gz.ok`` instead.
         fetched = source.fetch("/outbox/20261121", "ACOMN_20261121_01", work_dir)
         source.deliver(reply_path, "/inbox/20261121")
 
+A night of thousands of small files goes through `fetch_many` and `deliver_many`: the same protocol, with the
+requests of many files in flight at once (over SFTP each request is a round trip, and a file took 7 to 11).
+
 Guarantees:
 * A download is written to ``local_dir/.NAME.part`` and appears as ``local_dir/NAME`` (by ``os.replace``) only
   once its size and MD5 equal the flag's; its data is on disk (fsync) when `fetch` returns, and its name is made
@@ -1141,12 +1144,11 @@ class _Pipe:
         return msg
 
 
-def _read_ahead(items: Iterator[T], depth: int = None) -> Iterator[T]:
+def _read_ahead(items: Iterator[T], depth: int = FILES_READ_AHEAD) -> Iterator[T]:
     """`items`, produced by a thread up to `depth` ahead of the caller: the transfers go on while the caller
     handles what it got (registers a file, a delivery). Yielded in order; an error of `items` is raised after the
     items before it. When the caller stops early, the thread stops at its next item and closes `items` (their
     cleanup runs there) before this returns."""
-    depth = depth or FILES_READ_AHEAD
     ready: deque[T] = deque()
     changed = threading.Condition()
     state: dict[str, object] = {"done": False, "stopped": False, "error": None}
@@ -1248,8 +1250,6 @@ class _SmallFetch(_Job):
     def __init__(self, source: SftpSource, remote_dir: str, name: str,
                  keep: Callable[[_SmallFetch], Future[FetchedFile]]) -> None:
         self.source, self.name, self._keep = source, name, keep
-        self.kept: Future[FetchedFile] | None = None
-        """The writing of the verified file (`keep`), started by `keep` as soon as it is verified."""
         remote_path = posixpath.join(remote_dir, name)
         self.flag_size = source._listed_sizes.get(remote_path + FLAG_SUFFIX)
         size = source._listed_sizes.get(remote_path)
@@ -1263,6 +1263,7 @@ class _SmallFetch(_Job):
         self.flag: Flag | None = None
         self.data: bytes | None = None
         self.md5 = ""
+        self.kept: Future[FetchedFile] | None = None     # the writing of the file, begun once it is verified
         self._pieces: dict[int, bytes] = {}
         self._reads = 0
 
