@@ -500,6 +500,12 @@ class Source(ABC):
         for name in names:
             yield self.fetch(remote_dir, name, local_dir)
 
+    def read_flags(self, remote_dir: str, names: Iterable[str]) -> Iterator[Flag]:
+        """`read_flag` of each of `names`, yielded in their order, with its errors: the first that fails raises
+        when its turn comes. A network source reads many flags at once."""
+        for name in names:
+            yield self.read_flag(remote_dir, name)
+
     def deliver_many(self, local_paths: Iterable[Path | str], remote_dir: str, *,
                      force: bool = False) -> Iterator[Delivery]:
         """`deliver` of each of `local_paths` (each with its flag beside it), yielded in their order, with its
@@ -1243,51 +1249,66 @@ class _Job:
         raise NotImplementedError
 
 
-class _SmallFetch(_Job):
-    """`Source.fetch` of a small plain file, in memory: the flag read (whole, as the listing sized it), then the
-    file (its reads at once, and one past its end to see that it ends there), checked against the flag."""
+class _FlagRead(_Job):
+    """`Source.read_flag` of a flag listed (by `list` of its folder): read whole, as the listing sized it."""
 
-    def __init__(self, source: SftpSource, remote_dir: str, name: str,
-                 keep: Callable[[_SmallFetch], Future[FetchedFile]]) -> None:
-        self.source, self.name, self._keep = source, name, keep
+    def __init__(self, source: SftpSource, remote_dir: str, name: str, one_by_one: bool = False) -> None:
+        self.source, self.name = source, name
         remote_path = posixpath.join(remote_dir, name)
         self.flag_size = source._listed_sizes.get(remote_path + FLAG_SUFFIX)
-        size = source._listed_sizes.get(remote_path)
-        small = (not name.endswith(GZIP_SUFFIX) and self.flag_size is not None and size is not None
-                 and size <= PIPELINED_FILE_BYTES)
-        self.size = size
-        super().__init__(remote_path, one_by_one=not small)
+        super().__init__(remote_path, one_by_one=one_by_one or self.flag_size is None)
 
     def reset(self) -> None:
         super().reset()
         self.flag: Flag | None = None
+
+    def _begin(self, pipe: _Pipe) -> None:
+        check_name(self.name, host=self.source.label)
+        flag_path = self.remote_path + FLAG_SUFFIX
+
+        def opened(handle: bytes) -> None:
+            pipe.read(self, flag_path, handle, 0, MAX_FLAG_BYTES, lambda data: read(handle, data))
+
+        def read(handle: bytes, data: bytes) -> None:
+            pipe.close(self, flag_path, handle)
+            if len(data) != self.flag_size:
+                self.stop(pipe)     # a short read, or a flag rewritten since the listing
+                return
+            self.flag = self.source._checked_flag(data, self.remote_path, self.name)
+            self._flag_read(pipe)
+
+        pipe.open(self, flag_path, SFTP_FLAG_READ, opened,
+                  missing=lambda: self.source._no_flag(self.remote_path, self.name))
+
+    def _flag_read(self, pipe: _Pipe) -> None:
+        """The flag is read and checked."""
+
+
+class _SmallFetch(_FlagRead):
+    """`Source.fetch` of a small plain file, in memory: its flag read (`_FlagRead`), then the file (its reads at
+    once, and one past its end to see that it ends there), checked against the flag."""
+
+    def __init__(self, source: SftpSource, remote_dir: str, name: str,
+                 keep: Callable[[_SmallFetch], Future[FetchedFile]]) -> None:
+        self._keep = keep
+        self.size = source._listed_sizes.get(posixpath.join(remote_dir, name))
+        large = self.size is None or self.size > PIPELINED_FILE_BYTES
+        super().__init__(source, remote_dir, name, one_by_one=large or name.endswith(GZIP_SUFFIX))
+
+    def reset(self) -> None:
+        super().reset()
         self.data: bytes | None = None
         self.md5 = ""
         self.kept: Future[FetchedFile] | None = None     # the writing of the file, begun once it is verified
         self._pieces: dict[int, bytes] = {}
         self._reads = 0
 
-    def _begin(self, pipe: _Pipe) -> None:
-        check_name(self.name, host=self.source.label)
-        flag_path = self.remote_path + FLAG_SUFFIX
-
-        def flag_opened(handle: bytes) -> None:
-            pipe.read(self, flag_path, handle, 0, MAX_FLAG_BYTES, lambda data: flag_read(handle, data))
-
-        def flag_read(handle: bytes, data: bytes) -> None:
-            pipe.close(self, flag_path, handle)
-            if len(data) != self.flag_size:
-                self.stop(pipe)     # a short read, or a flag rewritten since the listing
-                return
-            self.flag = self.source._checked_flag(data, self.remote_path, self.name)
-            if self.flag.size != self.size:
-                self.stop(pipe)     # the listing may be older than the flag: the one-file fetch asks the server
-                return
-            pipe.open(self, self.remote_path, SFTP_FLAG_READ, lambda handle: self._read_data(pipe, handle),
-                      missing=lambda: self.source._no_data(self.remote_path, self.name))
-
-        pipe.open(self, flag_path, SFTP_FLAG_READ, flag_opened,
-                  missing=lambda: self.source._no_flag(self.remote_path, self.name))
+    def _flag_read(self, pipe: _Pipe) -> None:
+        if self.flag.size != self.size:
+            self.stop(pipe)     # the listing may be older than the flag: the one-file fetch asks the server
+            return
+        pipe.open(self, self.remote_path, SFTP_FLAG_READ, lambda handle: self._read_data(pipe, handle),
+                  missing=lambda: self.source._no_data(self.remote_path, self.name))
 
     def _read_data(self, pipe: _Pipe, handle: bytes) -> None:
         size = self.flag.size
@@ -1555,6 +1576,14 @@ class SftpSource(Source):
             for job in self._pipelined(f"fetch from {remote_dir}", jobs):
                 yield (self.fetch(remote_dir, job.name, local_dir) if job.one_by_one or job.again
                        else job.kept.result())
+
+    def read_flags(self, remote_dir: str, names: Iterable[str]) -> Iterator[Flag]:
+        """`Source.read_flags`: the flags listed (by `list` of `remote_dir`) many at once, the others (and a flag
+        changed since the listing) by `read_flag`."""
+        remote_dir = check_dir(remote_dir, host=self.label)
+        jobs = deque(_FlagRead(self, remote_dir, name) for name in names)
+        return _read_ahead(self.read_flag(remote_dir, job.name) if job.one_by_one or job.again else job.flag
+                           for job in self._pipelined(f"read flags in {remote_dir}", jobs))
 
     def deliver_many(self, local_paths: Iterable[Path | str], remote_dir: str, *,
                      force: bool = False) -> Iterator[Delivery]:

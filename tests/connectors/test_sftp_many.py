@@ -228,3 +228,22 @@ def test_a_caller_that_stops_early_leaves_the_source_usable(exchange, tmp_path):
     assert [f.name for f in first] == names[:3]
     assert again.local_path.read_bytes() == files[names[150]]
     assert not [p.name for p in (tmp_path / "many").iterdir() if p.name.endswith(".part")]
+
+
+def test_read_flags_gives_what_read_flag_gives_and_raises_at_a_missing_one(exchange, tmp_path):
+    files = batch(120)
+    disk = exchange.disk_dir(OUTBOX)
+    serve(disk, files)
+    names = sorted(files)
+    with exchange.source() as source:
+        source.list(exchange.remote_dir(OUTBOX))
+        (disk / names[5]).with_name(names[5] + ".ok").write_bytes(Flag(names[5], 3, 9, "f" * 32).render())
+        flags = list(source.read_flags(exchange.remote_dir(OUTBOX), names))
+        assert flags == [source.read_flag(exchange.remote_dir(OUTBOX), name) for name in names]
+        assert flags[5] == Flag(names[5], 3, 9, "f" * 32)       # rewritten since the listing
+        (disk / f"{names[90]}.ok").unlink()
+        got = []
+        with pytest.raises(FileNotReady, match=f"{names[90]}.ok not there yet"):
+            for flag in source.read_flags(exchange.remote_dir(OUTBOX), names):
+                got.append(flag.name)
+    assert got == names[:90]
