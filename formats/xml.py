@@ -155,7 +155,7 @@ class _Elements:
 
 
 def _gather_plain(text: str, layout: FileLayout) -> tuple[tuple[str, int], list[_Elements]] | None:
-    """`_gather` for a document in the layout's plain form, ten times faster: None for any other document, which
+    """`_gather` for a document in the layout's plain form, several times faster: None for any other document, which
     `_gather` then reads (and says what is wrong with it, if anything).
 
     The plain form is the one `render` writes, whitespace between elements aside: the prolog, then every record
@@ -164,7 +164,7 @@ def _gather_plain(text: str, layout: FileLayout) -> tuple[tuple[str, int], list[
     no lone CR. Such a document is well-formed, has no DTD, no entity to expand and the layout's depth; one
     regular expression matches it whole, another finds each detail record's field texts: no Python call per
     element. `text` is the decoded document (positions are characters; `_raw` wants UTF-8 bytes)."""
-    form = _plain_form(layout)
+    form = _remembered(("plain form", id(layout)), layout, lambda: _plain_form(layout))
     whole = form.document.fullmatch(text)
     if whole is None or "]]>" in text or text.count("\r") != text.count("\r\n"):
         return None
@@ -199,18 +199,13 @@ class _PlainForm:
     items: dict[str, tuple[re.Pattern, tuple[str, ...]]]   # one item of a list field, a group per item field
 
 
-_FORMS: dict[int, tuple[FileLayout, _PlainForm]] = {}
 _S = r"[ \t\r\n]*+"                                  # XML's white space between elements
 _CHARS = r"[^<&\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]*+"    # text but what XML refuses
 _TEXT = f"{_CHARS}(?:&(?:amp|lt|gt|quot|apos);{_CHARS})*+"                     # and the five entities
 
 
 def _plain_form(layout: FileLayout) -> _PlainForm:
-    """The expressions of the layout's plain form (made once per layout)."""
-    known = _FORMS.get(id(layout))
-    if known is not None and known[0] is layout:
-        return known[1]
-
+    """The expressions of the layout's plain form."""
     def element(tag: str, inner: str) -> str:
         return f"{_S}<{re.escape(tag)}>{inner}{_S}</{re.escape(tag)}>"
 
@@ -244,12 +239,12 @@ def _plain_form(layout: FileLayout) -> _PlainForm:
             parts.append(f"{_S}({record(rec, True).removeprefix(_S)})")
             group += len(rec.fields)
     parts += [f"{_S}</{re.escape(p)}>" for p in reversed(open_path)] + [f"{_S}</{root}>{_S}"]
-    form = _PlainForm(re.compile("".join(parts)), groups,
-                      {r.name: re.compile(record(r, True).removeprefix(_S)) for r in layout.records if r.kind == "detail"},
+    lists = [f for r in layout.records for f in r.fields if isinstance(f.type, Repeated)]
+    return _PlainForm(re.compile("".join(parts)), groups,
+                      {r.name: re.compile(record(r, True).removeprefix(_S)) for r in layout.records
+                       if r.kind == "detail"},
                       {f.name: (re.compile(item(f.type, True).removeprefix(_S)),
-                                tuple(g.element for g in f.type.record.fields)) for r in layout.records for f in r.fields if isinstance(f.type, Repeated)})
-    _FORMS[id(layout)] = (layout, form)
-    return form
+                                tuple(g.element for g in f.type.record.fields)) for f in lists})
 
 
 def _leaf(raw: str) -> str:
@@ -316,8 +311,9 @@ _RECORD, _FIELD, _LIST, _ITEM, _ITEM_FIELD = range(5)
 def _gather(text: bytes, file_name: str, layout: FileLayout) -> tuple[tuple[str, int], list[_Elements]]:
     """Read the UTF-8 document once with expat: (root tag and line, per layout record its elements).
 
-    The reader of any document, and the one that says what is wrong with a bad one. No tree is built: each element's role (a record, one of its fields, a list, an item, an item's field) is
-    decided when it opens, and its direct text is kept only when a field needs it."""
+    The reader of any document, and the one that says what is wrong with a bad one. No tree is built: each
+    element's role (a record, one of its fields, a list, an item, an item's field) is decided when it opens, and
+    its direct text is kept only when a field needs it."""
     parser = _safe_parser(file_name)
     found = [_Found(rec) for rec in layout.records]
     paths: tuple[dict, list] = ({}, [])          # element path below the root: (children, records there)
@@ -452,7 +448,7 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
         if len(f.lines) != 1:
             raise StructureError(path.name, f"the message must have exactly one {rec.at} element"
                                  + (" (missing)" if not f.lines else ""), expected=1, found=len(f.lines))
-        t, bad = type_values(f.columns, f.lines, f.raw_of, rec, layout, path.name)
+        t, bad = _typed_header(f, rec, layout, path.name)
         if bad is not None:
             b = bad.to_pylist()[0]
             raise StructureError(path.name, f"{rec.at}/{b['_field']} is unreadable", line=b["_line"],
@@ -460,10 +456,58 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
         others[rec.name] = t
     if table is None:
         table = pa.schema([("_line", pa.int64()), *detail.arrow_schema]).empty_table()
-    batch = Batch(table, q if q is not None else empty_quarantine(layout), others, data.count(b"\n") + 1)
+    if q is None:
+        q = _remembered(("no quarantine", id(layout)), layout, lambda: empty_quarantine(layout))
+    batch = Batch(table, q, others, data.count(b"\n") + 1)
     totals = Totals(layout)
     totals.add(batch)
     return totals.finish(path.name, [batch], flag, extra={"encoding": encoding})
+
+
+# Typed values remembered across the files a process reads (a night's packs repeat most header values):
+# key -> (the objects the key's ids are of, value); dropped whole when it grows past the limit.
+_REMEMBERED: dict[tuple, tuple[tuple, object]] = {}
+REMEMBER_AT_MOST = 20_000
+
+
+def _remembered(key: tuple, owners, make):
+    known = _REMEMBERED.get(key)
+    if known is not None and known[0] is owners:
+        return known[1]
+    if len(_REMEMBERED) >= REMEMBER_AT_MOST:
+        _REMEMBERED.clear()
+    value = make()
+    _REMEMBERED[key] = (owners, value)
+    return value
+
+
+def _typed_header(found: _Elements, rec: Record, layout: FileLayout,
+                  file_name: str) -> tuple[pa.Table, pa.Table | None]:
+    """`type_values` of a header record's one element, the typed value of each (field, text) remembered: only the
+    texts not met before (a pack's number, its message id) are typed, together, by `type_values`; a text of one
+    field types the same in any file. A record with checks, or a value that does not type, goes whole to
+    `type_values` (its quarantine and error as always)."""
+    texts = [column[0] for column in found.columns]
+    if rec.checks or any(isinstance(f.type, Repeated) for f in rec.fields):
+        return type_values(found.columns, found.lines, found.raw_of, rec, layout, file_name)
+    values, new = {}, []
+    for f, text in zip(rec.fields, texts):
+        key = ("header value", id(layout), id(f), text)
+        known = _REMEMBERED.get(key)
+        if known is not None and known[0] is layout:
+            values[f.name] = known[1]
+        else:
+            new.append((f, text, key))
+    if new:
+        fields = replace(rec, fields=tuple(f for f, _, _ in new))
+        typed, bad = type_values([[text] for _, text, _ in new], found.lines, found.raw_of, fields, layout,
+                                 file_name)
+        if bad is not None:
+            return type_values(found.columns, found.lines, found.raw_of, rec, layout, file_name)
+        for f, _, key in new:
+            values[f.name] = _remembered(key, layout, lambda f=f: typed.column(f.name).combine_chunks())
+    lines = pa.array(found.lines, pa.int64())
+    return pa.table({"_line": lines, **{f.name: values[f.name] for f in rec.fields}}), None
 
 
 # --- writing --------------------------------------------------------------------------------------------------

@@ -111,3 +111,40 @@ def test_a_quarantined_record_of_a_plain_document_has_expat_s_line_and_bytes(tmp
     q = plain.value.partial.quarantine
     assert q["_line"].to_pylist() == [edited[:second].count("\n") + 1]
     assert q.equals(streamed.value.partial.quarantine)
+
+
+def test_header_values_remembered_across_files_type_as_when_first_met(tmp_path):
+    """Header values are typed once per (field, text) in a process: a later file gets the same header, and a bad
+    value the same error, as with nothing remembered."""
+    text = OK_PACK.read_bytes().decode("gbk")
+    variants = {"same": text, "other_id": text.replace("<MsgID>20261121", "<MsgID>20261122", 1),
+                "bad_date": text.replace("<WorkDate>20261121", "<WorkDate>2026112x", 1),
+                "bad_pack": text.replace("<PackNo>00000001", "<PackNo>0000000A", 1)}
+    paths = []
+    for name, variant in variants.items():
+        paths.append(tmp_path / f"{name}.xml")
+        paths[-1].write_bytes(variant.encode("gbk"))
+
+    def outcomes():
+        out = []
+        for path in paths * 2:
+            try:
+                result = registry.read(path, "tips.3102")
+                out.append((result.header, result.records.equals(result.records)))
+            except FormatError as e:
+                out.append(str(e))
+        return out
+
+    remembered = outcomes()
+    xml._REMEMBERED.clear()
+    first_met = []
+    for path in paths:
+        xml._REMEMBERED.clear()
+        try:
+            result = registry.read(path, "tips.3102")
+            first_met.append((result.header, True))
+        except FormatError as e:
+            first_met.append(str(e))
+    assert remembered == first_met * 2
+    assert remembered[1][0]["MsgID"] == "20261122" + remembered[0][0]["MsgID"][8:]
+    assert "WorkDate" in remembered[2] and "PackNo" in remembered[3]
