@@ -18,6 +18,7 @@ Writing produces identical bytes on a rerun: the workbook's created and modified
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import io
@@ -280,7 +281,7 @@ def _load(path: Path, sheet: str, file_name: str) -> tuple[list[tuple], list[dic
                     row_number = int(as_float)
             else:
                 row_number += 1
-            col, cells, with_formula = 0, [], {}
+            col, out, with_formula = 0, [], {}
             for c in row:
                 t = c.get("t", "n")
                 style = c.get("s", 0)
@@ -310,27 +311,35 @@ def _load(path: Path, sheet: str, file_name: str) -> tuple[list[tuple], list[dic
                         # the common <is><t>..</t></is> without the call
                         value = (child[0].text or "") if len(child) == 1 and child[0].tag == _T else \
                             _text_content(child)
+                # as openpyxl: a cell at a column already seen replaces it, the row is as wide as its last cell
+                if col > len(out):
+                    if col != len(out) + 1:
+                        out.extend([None] * (col - 1 - len(out)))
+                    out.append(value)
+                else:
+                    out[col - 1] = value
+                    with_formula.pop(col - 1, None)
                 formula = c.find(_F)
                 if formula is not None:
-                    with_formula[col] = _formula_text(formula, ref, shared_formulas)
-                cells.append((col, value))
-            # openpyxl's read-only rows: missing rows are empty, a row number not above the last is skipped,
-            # a row is as wide as its last cell's column
+                    with_formula[col - 1] = _formula_text(formula, ref, shared_formulas)
+            del out[col:]
+            # openpyxl's read-only rows: missing rows are empty, a row number not above the last is skipped
             while len(values) < row_number - 1:
                 values.append(())
-                formulas.append({})
+                formulas.append(_NO_FORMULAS)
             if len(values) < row_number:
-                out = [None] * (cells[-1][0] if cells else 0)
-                for col, value in cells:
-                    if col <= len(out):
-                        out[col - 1] = value
                 values.append(tuple(out))
-                formulas.append({c - 1: text for c, text in with_formula.items() if c <= len(out)})
+                formulas.append({c: text for c, text in with_formula.items() if c < col} if with_formula
+                                else _NO_FORMULAS)
         return values, formulas
     except StructureError:
         raise
     except Exception as e:  # noqa: BLE001 - see the docstring: any parse failure is an unreadable workbook
         raise StructureError(file_name, f"not a readable .xlsx workbook ({type(e).__name__}: {e})") from None
+
+
+_EXACT = 2 ** 53                    # an int of fewer bits is a whole float
+_NO_FORMULAS: dict[int, str] = {}  # shared by the rows without a formula: never changed
 
 
 def _raw(cells: tuple) -> bytes:
@@ -342,11 +351,18 @@ def _texts(rows: list[tuple], formulas: list[dict[int, str]], rec: Record) -> tu
     columns, pre = [], {}
     for i, f in enumerate(rec.fields):
         texts = []
-        is_text = isinstance(f.type, _TEXT_TYPES)
+        is_text, is_yuan, is_int = (isinstance(f.type, t) for t in (_TEXT_TYPES, Yuan, Int))
         for n, (cells, with_formula) in enumerate(zip(rows, formulas)):
             v = cells[i] if i < len(cells) else None
+            # the common cases, as _cell_text reads them, without the call
             if is_text and type(v) is str:
-                texts.append(v.strip(" "))  # the common case, without the call
+                texts.append(v.strip(" "))
+                continue
+            if is_yuan and (type(v) is float or type(v) is int):
+                texts.append(_yuan_text(v))
+                continue
+            if is_int and type(v) is int and -_EXACT < v < _EXACT:
+                texts.append(str(v))
                 continue
             text, err = _cell_text(v, with_formula.get(i), f)
             texts.append(text)
@@ -366,31 +382,77 @@ def _type_cells(rows: list[tuple], formulas: list[dict[int, str]], lines: list[i
                        rec, layout, file_name, pre=pre)
 
 
+def _record_cells(rec: Record, values: list[tuple], formulas: list[dict[int, str]], end: int
+                 ) -> tuple[tuple, dict[int, str], int]:
+    """The cells of a header, heading or trailer record (a header's and heading's at their references, the
+    trailer's in row `end`), their formulas by field index, and the record's line."""
+    if rec.kind == "trailer":
+        return values[end - 1], formulas[end - 1], end
+    refs = [_col_row(f.at) for f in rec.fields]
+    cells, with_formula = [], {}
+    for i, (c, r) in enumerate(refs):
+        row = values[r - 1] if r - 1 < len(values) else ()
+        cells.append(row[c] if c < len(row) else None)
+        if r - 1 < len(formulas) and c in formulas[r - 1]:
+            with_formula[i] = formulas[r - 1][c]
+    return tuple(cells), with_formula, refs[0][1]
+
+
+def _fixed_one_by_one(values: list[tuple], formulas: list[dict[int, str]], end: int, layout: FileLayout,
+                      path: Path) -> dict[str, pa.Table]:
+    """The header, heading and trailer records typed one by one, raising at the first one unreadable (and at a
+    missing 合计 row, after the header)."""
+    others: dict[str, pa.Table] = {}
+    for rec in layout.records:
+        if rec.kind not in ("header", "heading", "trailer"):
+            continue
+        if rec.kind == "trailer" and end > len(values):
+            raise StructureError(path.name, f"no {rec.match} row after the data (the first row whose column A "
+                                 f"is {rec.match!r})", expected=rec.match, found="none")
+        cells, with_formula, line = _record_cells(rec, values, formulas, end)
+        table, q = _type_cells([cells], [with_formula], [line], rec, layout, path.name)
+        if q is not None:
+            b = q.to_pylist()[0]
+            if rec.kind == "trailer":
+                raise StructureError(path.name, f"the {rec.match} row is unreadable at {b['_field']}", line=end,
+                                     expected=b["_expected"], found=b["_actual"])
+            cell = rec.field(b["_field"]).at if b["_field"] in rec.names else "?"
+            raise StructureError(path.name, f"cell {cell} ({rec.name}.{b['_field']}) is unreadable",
+                                 line=b["_line"], expected=b["_expected"], found=b["_actual"])
+        others[rec.name] = table
+    return others
+
+
+def _fixed_records(values: list[tuple], formulas: list[dict[int, str]], end: int, layout: FileLayout,
+                   path: Path) -> dict[str, pa.Table]:
+    """The header, heading and trailer records, typed as one row of all their fields (per record, a few Arrow
+    calls a field cost more than a sheet's cells). Any error, a record with checks or a missing 合计 row: typed
+    one by one instead, which raises as it always did."""
+    recs = [r for r in layout.records if r.kind in ("header", "heading", "trailer")]
+    if any(r.checks for r in recs) or any(r.kind == "trailer" for r in recs) and end > len(values):
+        return _fixed_one_by_one(values, formulas, end, layout, path)
+    cells, with_formula, fields, lines = [], {}, [], {}
+    for rec in recs:
+        row, row_formulas, lines[rec.name] = _record_cells(rec, values, formulas, end)
+        for i, f in enumerate(rec.fields):
+            if i in row_formulas:
+                with_formula[len(cells)] = row_formulas[i]
+            cells.append(row[i] if i < len(row) else None)
+            fields.append(dataclasses.replace(f, name=f"{rec.name}.{f.name}"))
+    table, q = _type_cells([tuple(cells)], [with_formula], [0], Record("fixed", tuple(fields), kind="header"),
+                           layout, path.name)
+    if q is not None:
+        return _fixed_one_by_one(values, formulas, end, layout, path)
+    return {rec.name: pa.table({"_line": pa.array([lines[rec.name]], pa.int64()),
+                                **{f.name: table.column(f"{rec.name}.{f.name}") for f in rec.fields}})
+            for rec in recs}
+
+
 def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult:
     """Read the layout's worksheet. Row errors are quarantined; a workbook that cannot be opened, a missing
     sheet, header cell, heading or 合计 row, or a control off, raises a `FileRejected` subclass."""
     path = Path(path)
     values, formulas = _load(path, layout.options["sheet"], path.name)
-
-    others: dict[str, pa.Table] = {}
-    for rec in layout.records:
-        if rec.kind not in ("header", "heading"):
-            continue
-        refs = [_col_row(f.at) for f in rec.fields]
-        # each field's cell, as a row of its own with the field in its place
-        cells, with_formula = [], {}
-        for i, (c, r) in enumerate(refs):
-            row = values[r - 1] if r - 1 < len(values) else ()
-            cells.append(row[c] if c < len(row) else None)
-            if r - 1 < len(formulas) and c in formulas[r - 1]:
-                with_formula[i] = formulas[r - 1][c]
-        table, q = _type_cells([tuple(cells)], [with_formula], [refs[0][1]], rec, layout, path.name)
-        if q is not None:
-            b = q.to_pylist()[0]
-            cell = rec.field(b["_field"]).at if b["_field"] in rec.names else "?"
-            raise StructureError(path.name, f"cell {cell} ({rec.name}.{b['_field']}) is unreadable",
-                                 line=b["_line"], expected=b["_expected"], found=b["_actual"])
-        others[rec.name] = table
     first_row = int(layout.options.get("first_row", 2))
     trailer = next((r for r in layout.records if r.kind == "trailer"), None)
     rows, row_formulas, lines, end = [], [], [], len(values) + 1
@@ -404,16 +466,7 @@ def read(path: Path, layout: FileLayout, flag: Flag | None = None) -> ReadResult
         rows.append(cells)
         row_formulas.append(formulas[r - 1])
         lines.append(r)
-    if trailer is not None:
-        if end > len(values):
-            raise StructureError(path.name, f"no {trailer.match} row after the data (the first row whose column A "
-                                 f"is {trailer.match!r})", expected=trailer.match, found="none")
-        table, q = _type_cells([values[end - 1]], [formulas[end - 1]], [end], trailer, layout, path.name)
-        if q is not None:
-            b = q.to_pylist()[0]
-            raise StructureError(path.name, f"the {trailer.match} row is unreadable at {b['_field']}", line=end,
-                                 expected=b["_expected"], found=b["_actual"])
-        others[trailer.name] = table
+    others = _fixed_records(values, formulas, end, layout, path)
     if rows:
         table, q = _type_cells(rows, row_formulas, lines, layout.detail, layout, path.name)
     else:
