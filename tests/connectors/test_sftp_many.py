@@ -8,11 +8,12 @@ import hashlib
 import os
 from dataclasses import replace
 
+import asyncssh
 import pytest
 
 from connectors import sftp
 from connectors.errors import ConnectionLost, DeliveryConflict, FileNotReady
-from connectors.sftp import FetchedFile
+from connectors.sftp import FetchedFile, SftpSource
 from formats.errors import FlagMismatch, Transient
 from formats.flag import Flag, flag_for, parse_flag, write_flag
 
@@ -247,3 +248,21 @@ def test_read_flags_gives_what_read_flag_gives_and_raises_at_a_missing_one(excha
             for flag in source.read_flags(exchange.remote_dir(OUTBOX), names):
                 got.append(flag.name)
     assert got == names[:90]
+
+
+def test_deliver_many_to_a_server_without_posix_rename(embedded_server, tmp_path, monkeypatch):
+    """A plain SFTP rename refuses an existing target: the target is removed first, as `deliver` does."""
+    def unsupported(self, oldpath, newpath):
+        raise asyncssh.SFTPOpUnsupported("posix-rename not supported here")
+
+    monkeypatch.setattr(asyncssh.SFTPServer, "posix_rename", unsupported)
+    paths = returns(tmp_path, 30)
+    remote = embedded_server.root / "no_posix_rename" / INBOX
+    remote.mkdir(parents=True)
+    (remote / paths[3].name).write_bytes(b"left by a crash, no flag")
+    with SftpSource(embedded_server.endpoint()) as source:
+        got = list(source.deliver_many(paths, f"/no_posix_rename/{INBOX}"))
+    assert {d.status for d in got} == {"delivered"}
+    assert sorted(p.name for p in remote.iterdir()) == sorted([p.name for p in paths] +
+                                                              [f"{p.name}.ok" for p in paths])
+    assert all((remote / p.name).read_bytes() == p.read_bytes() for p in paths)
