@@ -150,10 +150,6 @@ def _text_content(node) -> str:
     return "".join(([plain] if plain is not None else []) + runs)
 
 
-def _number(text: str) -> int | float:
-    return float(text) if "." in text or "E" in text or "e" in text else int(text)
-
-
 def _formula_text(node, ref: str | None, shared: dict) -> str:
     """A cell's formula as openpyxl gives it: `=` and its text, a shared formula's followers translated from the
     cell that defines it."""
@@ -292,7 +288,8 @@ def _load(path: Path, sheet: str, file_name: str) -> tuple[list[tuple], list[dic
                 value = None if t == "inlineStr" else (c.findtext(_V, None) or None)
                 if value is not None:
                     if t == "n":
-                        value = _number(value)
+                        # openpyxl's reading of a number: a float if it has a point or an exponent
+                        value = float(value) if "." in value or "E" in value or "e" in value else int(value)
                         if style:
                             if date_styles is None:
                                 date_styles = _date_styles(parts.get("xl/styles.xml"))
