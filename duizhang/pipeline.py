@@ -108,18 +108,23 @@ def fetch(channel: str, date: dt.date, source: str, wd: Workdir, *, wait_seconds
         if not names:
             raise NothingToReconcile(f"{channel} {date}: no file matching {matcher.pattern} in {remote_dir} "
                                      f"on {source if '@' not in str(source) else 'the SFTP server'}")
-        with wd.control() as db:   # only a name received before can be a file already held: read its flag
+        with wd.control() as db:
             held: dict[str, list[dict]] = {}
             for r in db.execute("SELECT * FROM files WHERE channel=? AND business_date=?",
                                 (channel, date.isoformat())):
                 held.setdefault(r["name"], []).append(dict(r))
-        fetched = []
+        # only a name received before can be a file already held: its flag (read many at once) says whether it is
+        received_before = [name for name in names if name.removesuffix(".gz") in held]
+        flags = dict(zip(received_before, src.read_flags(remote_dir, received_before)))
+        to_fetch = []
         for name in names:
-            if name.removesuffix(".gz") in held and (
-                    known := _already_received(held, channel, date, name, src.read_flag(remote_dir, name))):
+            if name in flags and (known := _already_received(held, channel, date, name, flags[name])):
                 registered.append(known)
-                continue
-            fetched.append(src.fetch(remote_dir, name, staging))
+            else:
+                to_fetch.append(name)
+        fetched = []
+        for got in src.fetch_many(remote_dir, to_fetch, staging):   # many small files in flight at once
+            fetched.append(got)
             if len(fetched) == REGISTER_EVERY:
                 registered += _register_all(wd, channel, date, fetched)
                 fetched = []
@@ -799,9 +804,9 @@ def deliver(channel: str, date: dt.date, source: str, wd: Workdir, *, force: boo
                 pending.append(path)
         if pending:
             with open_source(source) as dst:
-                for path in pending:
-                    got = dst.deliver(path, remote_dir, force=force)
-                    # each delivery registered as soon as it is made: a rerun never sends it again
+                # many small files in flight at once; each registered as soon as it is made, so a rerun does not
+                # send it again (one made but not yet registered when the step dies has its flag on the server)
+                for got in dst.deliver_many(pending, remote_dir, force=force):
                     db.execute("INSERT OR REPLACE INTO deliveries (channel, business_date, name, md5, destination,"
                                " delivered_at, status) VALUES (?,?,?,?,?,?,?)",
                                (channel, d, got.name, got.md5, got.remote_path, now(), got.status))

@@ -35,15 +35,19 @@ def wd(tmp_path) -> Workdir:
 
 @pytest.fixture
 def calls(monkeypatch) -> dict[str, int]:
-    """Counts the connector's downloads and uploads (the real methods still run)."""
+    """Counts the files the connector downloads and uploads (the real methods still run; the pipeline moves files
+    many at a time: each fetched file and each delivery that sent something counts)."""
     counts = {"fetch": 0, "deliver": 0}
     for name in counts:
-        real = getattr(Source, name)
+        for cls in (Source, *Source.__subclasses__()):
+            if f"{name}_many" not in vars(cls):
+                continue
 
-        def spy(self, *args, _real=real, _name=name, **kwargs):
-            counts[_name] += 1
-            return _real(self, *args, **kwargs)
-        monkeypatch.setattr(Source, name, spy)
+            def spy(self, *args, _real=vars(cls)[f"{name}_many"], _name=name, **kwargs):
+                for moved in _real(self, *args, **kwargs):
+                    counts[_name] += _name == "fetch" or moved.status in ("delivered", "forced")
+                    yield moved
+            monkeypatch.setattr(cls, f"{name}_many", spy)
     return counts
 
 
