@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from formats.errors import FieldOverflow, RecordRuleBroken, UnwritableValue
+from formats.errors import FieldOverflow, FormatError, RecordRuleBroken, UnwritableValue
 from formats.layout import Const, CountOf, Field, FileLayout, Record, Repeated, SumOf, Text
 from formats.result import OutFile, empty_quarantine, quarantine_table
 
@@ -304,12 +304,12 @@ def write_rendered(render_files: Callable[[FileLayout, pa.Table, list[OutFile]],
     one-pass render only tells that some file holds one, so the files are then rendered again one at a time."""
     try:
         contents = render_files(layout, records, files)
-    except (FieldOverflow, UnwritableValue) as e:
+    except (FormatError, pa.ArrowException) as e:   # FieldOverflow, UnwritableValue, a value Arrow cannot cast
         if len(files) == 1:
             e.add_note(f"writing {files[0].path}")
             raise
-        for f in files:
-            write_rendered(render_files, layout, records, [f])
+        for f in files:   # each with its own rows: an error counts its row within its file
+            write_rendered(render_files, layout, records.slice(f.offset, f.length), [replace(f, offset=0)])
         raise
     for f, data in zip(files, contents):
         path = Path(f.path)

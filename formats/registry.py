@@ -90,13 +90,7 @@ def write(path: Path, layout_name: str, records: pa.Table, header: dict | None =
 
 def write_files(layout_name: str, records: pa.Table, files: list[OutFile]) -> None:
     """Write many files of one layout (a night's returns: thousands of batches of a hundred rows) whose detail rows
-    are consecutive slices of `records`, each as `write` would. An engine with its own `write_files` renders all
-    the rows in one pass (per file the cost of a few Arrow calls is far above that of its rows); otherwise one
-    `write` a file."""
+    are consecutive slices of `records`, each as `write` would. The engine renders all the rows in one pass (per
+    file the cost of a few Arrow calls is far above that of its rows)."""
     layout = get(layout_name)
-    engine = ENGINES[layout.framing]
-    if hasattr(engine, "write_files"):
-        engine.write_files(layout, records, files)
-        return
-    for f in files:
-        engine.write(Path(f.path), layout, records.slice(f.offset, f.length), f.header, f.trailer, **f.options)
+    ENGINES[layout.framing].write_files(layout, records, files)

@@ -19,7 +19,6 @@ rerun writes identical bytes.
 """
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -30,8 +29,8 @@ from xml.parsers import expat
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from formats._rows import column_values, render_texts, type_values
-from formats.errors import EncodingError, FormatError, StructureError, UnsafeXml, UnwritableValue
+from formats._rows import column_values, render_texts, type_values, write_rendered
+from formats.errors import EncodingError, StructureError, UnsafeXml, UnwritableValue
 from formats.flag import Flag
 from formats.layout import Const, FileLayout, Record, Repeated, Text
 from formats.result import Batch, OutFile, ReadResult, Totals, empty_quarantine
@@ -526,20 +525,12 @@ def write_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> 
 
     Every field is rendered once over the whole table (a night's returns: 1,000 files of 100 rows), then cut per
     file. A value that cannot be written raises as `write` a file would (its row counted in its file, the files
-    before it written): then the files are written one by one."""
-    try:
-        documents = _documents(layout, records, files)
-    except (FormatError, pa.ArrowException):
-        if [(out.offset, out.length) for out in files] == [(0, records.num_rows)]:
-            raise
-        for out in files:   # the first file whose value cannot be written raises, as one write a file would
-            write_files(layout, records.slice(out.offset, out.length), [replace(out, offset=0)])
-        return
-    for out, document in zip(files, documents):
-        path = Path(out.path)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(_encoded(layout, document, out))
-        os.replace(tmp, path)
+    before it written; `_rows.write_rendered`)."""
+    write_rendered(_render_files, layout, records, files)
+
+
+def _render_files(layout: FileLayout, records: pa.Table, files: list[OutFile]) -> list[bytes]:
+    return [_encoded(layout, document, out) for out, document in zip(files, _documents(layout, records, files))]
 
 
 def _encoded(layout: FileLayout, document: str, out: OutFile) -> bytes:
